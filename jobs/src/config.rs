@@ -1,0 +1,295 @@
+//! Typed configuration, layered: built-in defaults < `jobs.toml` < `JOBS_*` variables < flags.
+//!
+//! Environment variables use `__` between levels: `JOBS_DATABASE_URL`, `JOBS_KAFKA__BROKERS`,
+//! `JOBS_INGEST__BATCH_SIZE`. Every struct denies unknown keys, so a typo in `jobs.toml` or in
+//! a `JOBS_KAFKA__*` variable is an error that names the key and where it came from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The whole configuration of every `jobs` subcommand.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Source database URL: `sqlite://jobs.db` (the embedded default, created if missing),
+    /// `mysql://root@127.0.0.1:3306/shop` (MySQL and MariaDB) or
+    /// `postgres://postgres@127.0.0.1:5432/shop`.
+    pub database_url: String,
+    /// Root of the Parquet lake: a local path, `file://`, or `s3://bucket/prefix`.
+    pub lake: String,
+    /// The Kafka cluster.
+    pub kafka: KafkaConfig,
+    /// Where Avro schema ids come from.
+    pub schema_registry: RegistryConfig,
+    /// Topic names.
+    pub topics: Topics,
+    /// `jobs ingest`.
+    pub ingest: IngestConfig,
+}
+
+/// Connection to Kafka (any Kafka-protocol broker: Apache Kafka, Redpanda, MSK, Tansu).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, comma-separated `host:port` list.
+    pub brokers: String,
+    /// Partition count for the topics that `jobs init` creates.
+    pub partitions: i32,
+    /// Replication factor for the topics that `jobs init` creates.
+    pub replication_factor: i32,
+    /// Extra librdkafka properties applied to every client (e.g. `security.protocol`,
+    /// `sasl.mechanisms`); see librdkafka's CONFIGURATION.md.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Schema ids for the Confluent wire format.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// A Confluent-compatible schema registry (`http://host:8081`). When unset, ids come from
+    /// the committed local registry `data/avro/registry.json`, compiled into the binary.
+    pub url: Option<String>,
+}
+
+/// Names of the Kafka topics `jobs` reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Sales transactions (Avro `ProductSale`), keyed by product id.
+    pub product_sales: String,
+    /// Catalogue changes (Avro `Product`), keyed by product id.
+    pub product_updates: String,
+    /// Dead letters: rows and messages that could not be processed, with the reason (JSON).
+    pub dlq: String,
+    /// Ingest checkpoints (cursor and output offsets per table), written after each batch is
+    /// acknowledged.
+    pub ingest_state: String,
+}
+
+/// `jobs ingest`: relational tables -> Kafka.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Rows per batch; one batch is one Kafka transaction.
+    pub batch_size: usize,
+    /// How long to wait before polling again once every table is drained.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Name of this source in the watermark records; defaults to the database URL without
+    /// credentials. Change it only to start a source afresh.
+    pub source_name: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite://jobs.db".into(),
+            lake: "./lake".into(),
+            kafka: KafkaConfig::default(),
+            schema_registry: RegistryConfig::default(),
+            topics: Topics::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            partitions: 3,
+            replication_factor: 1,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            product_sales: "product_sales".into(),
+            product_updates: "product_updates".into(),
+            dlq: "product_sales_dlq".into(),
+            ingest_state: "_jobs_ingest_state".into(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            batch_size: 10_000,
+            poll_interval: Duration::from_secs(1),
+            source_name: None,
+        }
+    }
+}
+
+/// Values given as command-line flags; `None` leaves the lower layers in force.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lake: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<RegistryConfig>,
+}
+
+/// Kafka values given as flags.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KafkaOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+}
+
+/// Top-level keys that `JOBS_*` variables may set; other `JOBS_*` variables (such as the
+/// scripts' own) are not configuration and are ignored.
+const ENV_KEYS: &[&str] = &[
+    "database_url",
+    "lake",
+    "kafka",
+    "schema_registry",
+    "topics",
+    "ingest",
+];
+
+impl Config {
+    /// Loads the layers. `file` is `--config`; without it `./jobs.toml` is read if present.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(Error::Config(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file_exact(path));
+            }
+            None => {
+                let default = PathBuf::from("jobs.toml");
+                if default.exists() {
+                    fig = fig.merge(Toml::file_exact(default));
+                }
+            }
+        }
+        let env = Env::prefixed("JOBS_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            ENV_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+        });
+        let cfg: Config = fig
+            .merge(env)
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(|e| Error::Config(one_line(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: value ranges and URL schemes.
+    pub fn validate(&self) -> Result<()> {
+        crate::io::db::Dialect::from_url(&self.database_url)?;
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(Error::Config("kafka.brokers is empty".into()));
+        }
+        if self.kafka.partitions < 1 {
+            return Err(Error::Config(format!(
+                "kafka.partitions must be at least 1, got {}",
+                self.kafka.partitions
+            )));
+        }
+        if self.ingest.batch_size == 0 {
+            return Err(Error::Config("ingest.batch_size must be at least 1".into()));
+        }
+        if let Some(url) = &self.schema_registry.url {
+            url::Url::parse(url).map_err(|e| {
+                Error::Config(format!("schema_registry.url {url:?} is not a URL: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The name under which ingest records its watermarks for this source.
+    pub fn source_name(&self) -> String {
+        self.ingest
+            .source_name
+            .clone()
+            .unwrap_or_else(|| crate::io::db::redact(&self.database_url))
+    }
+}
+
+fn one_line(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_on_a_fresh_machine() {
+        let cfg = Config::default();
+        cfg.validate().unwrap();
+        assert!(cfg.database_url.starts_with("sqlite://"));
+        assert_eq!(cfg.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(cfg.lake, "./lake");
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_fail() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "jobs.toml",
+                "database_url = \"mysql://root@127.0.0.1/shop\"\n[kafka]\nbrokers = \"file:9092\"\npartitions = 5\n",
+            )?;
+            jail.set_env("JOBS_KAFKA__BROKERS", "env:9092");
+            jail.set_env("JOBS_STACK_DIR", "/not/config");
+            let flags = Overrides {
+                kafka: Some(KafkaOverrides {
+                    partitions: Some(7),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let cfg = Config::load(None, &flags).unwrap();
+            assert_eq!(cfg.database_url, "mysql://root@127.0.0.1/shop");
+            assert_eq!(cfg.kafka.brokers, "env:9092");
+            assert_eq!(cfg.kafka.partitions, 7);
+
+            jail.create_file("bad.toml", "[ingest]\nbatch_sise = 3\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("batch_sise"), "{err}");
+            assert!(err.contains("bad.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs.example.toml");
+        // Inside a jail: other tests set JOBS_* variables, and the jail serialises them.
+        figment::Jail::expect_with(|_| {
+            let cfg = Config::load(Some(&path), &Overrides::default()).unwrap();
+            assert_eq!(cfg, Config::default(), "the example documents the defaults");
+            Ok(())
+        });
+    }
+}

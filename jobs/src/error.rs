@@ -1,0 +1,64 @@
+//! The one error type of the `jobs` library; `main` turns it into one line and an exit code.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library. Each variant names the outside system
+/// (database, Kafka, registry, file) and what we were doing, so the message alone lets an
+/// operator act.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration (file, `JOBS_*` variable or flag) is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// A database operation failed.
+    #[error("database {url}: {what}: {source}")]
+    Database {
+        url: String,
+        what: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// A Kafka operation failed.
+    #[error("kafka {brokers}: {what}: {source}")]
+    Kafka {
+        brokers: String,
+        what: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// The schema registry (HTTP or the local registry file) failed or disagreed.
+    #[error("schema registry: {0}")]
+    Registry(String),
+
+    /// A message could not be decoded as Avro in the Confluent wire format.
+    #[error("avro: {0}")]
+    Avro(String),
+
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An invariant between our own components broke; this is a bug in `jobs`.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps a file error with its path.
+    pub fn file(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::File {
+            path: path.into(),
+            source,
+        }
+    }
+}

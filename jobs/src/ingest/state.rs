@@ -1,0 +1,283 @@
+//! Ingest checkpoints and crash recovery.
+//!
+//! After every batch is acknowledged by the broker (idempotent producer, `acks=all`), a
+//! checkpoint goes to the state topic: the table's cursor and, per destination partition, the
+//! offset after our last acknowledged message. A crash can leave rows past the checkpoint
+//! delivered to some partitions and not to others; on restart [`scan_tails`] reads each
+//! destination partition from the checkpointed offset to its end and finds the last row of
+//! this source and table in it (from the `jobs.cursor` header), so that the rerun sends
+//! exactly the rows that are missing. Per-partition order is guaranteed by the idempotent
+//! producer, so "at or before the partition's tail" means "already there".
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::io::db::Cursor;
+use crate::io::kafka;
+use crate::{Error, Result};
+
+/// Header names on every message ingest writes.
+pub const H_SOURCE: &str = "jobs.source";
+pub const H_TABLE: &str = "jobs.table";
+pub const H_CURSOR: &str = "jobs.cursor";
+
+/// How far ingest got in one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableState {
+    /// Rows strictly after this `(timestamp, id)` are new.
+    pub cursor: Cursor,
+    /// Rows with a NULL timestamp and an id up to this one were dead-lettered.
+    pub null_id: i64,
+    /// Rows handled so far (published or dead-lettered), for operators.
+    pub rows: u64,
+    /// Per `topic/partition`: the offset after our last acknowledged message there.
+    #[serde(default)]
+    pub offsets: BTreeMap<String, i64>,
+}
+
+/// The position of one message, as its `jobs.cursor` header says: `T:<micros>:<id>` for the
+/// keyset cursor, `N:<id>` for the NULL-timestamp cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Keyset(Cursor),
+    NullTs(i64),
+}
+
+impl Position {
+    pub fn header(&self) -> String {
+        match self {
+            Position::Keyset(c) => format!("T:{}:{}", c.ts_micros, c.id),
+            Position::NullTs(id) => format!("N:{id}"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Position> {
+        let mut it = s.split(':');
+        match (it.next()?, it.next(), it.next()) {
+            ("T", Some(ts), Some(id)) => Some(Position::Keyset(Cursor {
+                ts_micros: ts.parse().ok()?,
+                id: id.parse().ok()?,
+            })),
+            ("N", Some(id), None) => Some(Position::NullTs(id.parse().ok()?)),
+            _ => None,
+        }
+    }
+}
+
+/// The last positions of this table's rows found in one partition past the checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tail {
+    pub keyset: Option<Cursor>,
+    pub null_id: Option<i64>,
+}
+
+impl Tail {
+    /// Whether a row at `pos` is already in this partition.
+    pub fn has(&self, pos: Position) -> bool {
+        match pos {
+            Position::Keyset(c) => self.keyset.is_some_and(|t| c <= t),
+            Position::NullTs(id) => self.null_id.is_some_and(|t| id <= t),
+        }
+    }
+}
+
+/// `topic/partition`, the key of [`TableState::offsets`].
+pub fn tp_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    source: String,
+    table: String,
+    #[serde(flatten)]
+    state: TableState,
+}
+
+/// The checkpoint message for a table: (key, JSON value).
+pub fn record(source: &str, table: &str, state: &TableState) -> (String, Vec<u8>) {
+    let rec = Record {
+        source: source.to_string(),
+        table: table.to_string(),
+        state: state.clone(),
+    };
+    // Serializing plain integers and strings cannot fail.
+    let value = serde_json::to_vec(&rec).unwrap_or_default();
+    (format!("{source}|{table}"), value)
+}
+
+fn reader(cfg: &Config) -> Result<BaseConsumer> {
+    let mut c = kafka::client_config(&cfg.kafka);
+    c.set("group.id", "jobs-ingest-recovery")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        // EOF, not data, is what recovery waits for: do not let the broker hold fetches.
+        .set("fetch.wait.max.ms", "20");
+    c.create()
+        .map_err(kafka::err(&cfg.kafka, "create state reader"))
+}
+
+/// Polls `consumer` until every assigned partition reports EOF, calling `f` per message.
+fn read_to_end(
+    cfg: &Config,
+    consumer: &BaseConsumer,
+    partitions: usize,
+    what: &str,
+    mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut eof = 0;
+    while eof < partitions {
+        if Instant::now() > deadline {
+            return Err(Error::Kafka {
+                brokers: cfg.kafka.brokers.clone(),
+                what: format!("read {what} to its end within 120 s"),
+                source: KafkaError::NoMessageReceived,
+            });
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => eof += 1,
+            Some(Err(e)) => {
+                return Err(kafka::err(
+                    &cfg.kafka,
+                    format!("read {what} (does it exist? run `jobs init`)"),
+                )(e));
+            }
+            Some(Ok(m)) => f(&m),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the state topic and returns the latest checkpoint of each of `source`'s tables.
+/// Blocking.
+pub fn load(cfg: &Config, source: &str) -> Result<HashMap<String, TableState>> {
+    let topic = &cfg.topics.ingest_state;
+    let consumer = reader(cfg)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(kafka::err(&cfg.kafka, "assign state topic"))?;
+    consumer
+        .assign(&tpl)
+        .map_err(kafka::err(&cfg.kafka, "assign state topic"))?;
+    let mut out = HashMap::new();
+    read_to_end(
+        cfg,
+        &consumer,
+        1,
+        &format!("ingest state topic {topic}"),
+        |m| {
+            let Some(payload) = m.payload() else { return };
+            match serde_json::from_slice::<Record>(payload) {
+                Ok(rec) if rec.source == source => {
+                    out.insert(rec.table, rec.state);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(message = "Ignoring an unreadable checkpoint.", topic = %topic, offset = m.offset(), error = %e)
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// For every partition of `topics`, the last position of `source`/`table` rows written after
+/// the checkpointed offsets in `state` (from the beginning where there is no checkpoint).
+/// Blocking.
+pub fn scan_tails(
+    cfg: &Config,
+    source: &str,
+    table: &str,
+    topics: &[(&str, i32)],
+    state: &TableState,
+) -> Result<HashMap<(String, i32), Tail>> {
+    let consumer = reader(cfg)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut n = 0;
+    for (topic, partitions) in topics {
+        for p in 0..*partitions {
+            let offset = match state.offsets.get(&tp_key(topic, p)) {
+                Some(o) => Offset::Offset(*o),
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(topic, p, offset)
+                .map_err(kafka::err(&cfg.kafka, "assign for recovery"))?;
+            n += 1;
+        }
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(kafka::err(&cfg.kafka, "assign for recovery"))?;
+    let mut tails: HashMap<(String, i32), Tail> = HashMap::new();
+    let mut scanned = 0u64;
+    read_to_end(cfg, &consumer, n, "output partitions for recovery", |m| {
+        scanned += 1;
+        let Some(h) = m.headers() else { return };
+        let (mut src, mut tbl, mut pos) = (None, None, None);
+        for hd in h.iter() {
+            let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
+            match hd.key {
+                H_SOURCE => src = v,
+                H_TABLE => tbl = v,
+                H_CURSOR => pos = v.and_then(Position::parse),
+                _ => {}
+            }
+        }
+        if src != Some(source) || tbl != Some(table) {
+            return;
+        }
+        let Some(pos) = pos else { return };
+        let t = tails
+            .entry((m.topic().to_string(), m.partition()))
+            .or_default();
+        match pos {
+            Position::Keyset(c) => t.keyset = Some(t.keyset.map_or(c, |x| x.max(c))),
+            Position::NullTs(id) => t.null_id = Some(t.null_id.map_or(id, |x| x.max(id))),
+        }
+    })?;
+    if !tails.is_empty() {
+        tracing::info!(
+            message =
+                "Found rows delivered after the last checkpoint; they will not be sent again.",
+            table,
+            partitions = tails.len(),
+            scanned
+        );
+    }
+    Ok(tails)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_and_tails_compare() {
+        let c = Cursor {
+            ts_micros: 1_700_000_000_000_000,
+            id: 42,
+        };
+        for p in [Position::Keyset(c), Position::NullTs(7)] {
+            assert_eq!(Position::parse(&p.header()), Some(p));
+        }
+        assert_eq!(Position::parse("X:1"), None);
+        let tail = Tail {
+            keyset: Some(c),
+            null_id: None,
+        };
+        assert!(tail.has(Position::Keyset(c)));
+        assert!(tail.has(Position::Keyset(Cursor { id: 41, ..c })));
+        assert!(!tail.has(Position::Keyset(Cursor { id: 43, ..c })));
+        assert!(!tail.has(Position::NullTs(1)));
+    }
+}

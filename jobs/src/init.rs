@@ -1,0 +1,44 @@
+//! `jobs init`: creates the source schema and the Kafka topics; safe to run again.
+
+use crate::Result;
+use crate::config::Config;
+use crate::io::db::Db;
+use crate::io::kafka::{self, TopicSpec};
+
+/// The topics `jobs` writes, with their partition counts and configs.
+pub fn topics(cfg: &Config) -> Vec<TopicSpec> {
+    let p = cfg.kafka.partitions;
+    let t = &cfg.topics;
+    vec![
+        TopicSpec {
+            name: t.product_sales.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.product_updates.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.dlq.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.ingest_state.clone(),
+            partitions: 1,
+            configs: vec![("cleanup.policy", "compact")],
+        },
+    ]
+}
+
+/// Creates the tables in the source database and the topics in Kafka.
+pub async fn run(cfg: &Config) -> Result<()> {
+    let db = Db::connect(&cfg.database_url).await?;
+    db.init_schema().await?;
+    tracing::info!(message = "Schema ready.", database = %db.name);
+    kafka::create_topics(&cfg.kafka, &topics(cfg)).await?;
+    tracing::info!(message = "Topics ready.", brokers = %cfg.kafka.brokers, partitions = cfg.kafka.partitions);
+    Ok(())
+}

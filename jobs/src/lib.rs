@@ -1,0 +1,26 @@
+//! `jobs`: an e-commerce company's sales analytics in one program.
+//!
+//! Data flows one way: a relational source (`io::db`) is read by [`ingest`] into Kafka as
+//! Avro in the Confluent wire format (`io::avro`, `io::kafka`); [`export_json`] reads it back
+//! out for people and tools that want JSON lines. [`generate`] fills the source with a
+//! believable shop, and [`init`] creates the schema and the topics.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let cfg = jobs::config::Config::load(None, &jobs::config::Overrides::default())?;
+//! jobs::init::run(&cfg).await?;
+//! jobs::ingest::run(&cfg, jobs::ingest::Mode::Once).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod export_json;
+pub mod generate;
+pub mod ingest;
+pub mod init;
+pub mod io;
+pub mod records;
+pub mod shutdown;
+
+pub use error::{Error, Result};

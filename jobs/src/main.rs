@@ -1,0 +1,272 @@
+//! The `jobs` command line: parse, load the config, set up logs, dispatch, exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use jobs::config::{Config, KafkaOverrides, Overrides, RegistryConfig};
+use jobs::io::avro::{Registry, SchemaKind};
+use jobs::shutdown::Shutdown;
+
+/// Sales analytics for an e-commerce shop: database -> Kafka ingest, streaming windows to a
+/// Parquet lake, nightly forecasts and recommendations.
+#[derive(Parser, Debug)]
+#[command(name = "jobs", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings shared by every subcommand; each overrides `jobs.toml` and `JOBS_*` variables.
+#[derive(Args, Debug)]
+struct Global {
+    /// Config file (default: ./jobs.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Source database: sqlite://FILE, mysql://USER@HOST:PORT/DB, postgres://USER@HOST:PORT/DB.
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Kafka bootstrap servers, host:port[,host:port...].
+    #[arg(long, global = true, value_name = "HOSTS")]
+    brokers: Option<String>,
+    /// Root of the Parquet lake: a path, file://, or s3://bucket/prefix.
+    #[arg(long, global = true, value_name = "URL")]
+    lake: Option<String>,
+    /// Confluent-compatible schema registry; without it, ids come from data/avro/registry.json.
+    #[arg(long, global = true, value_name = "URL")]
+    schema_registry_url: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the source tables and the Kafka topics (safe to re-run).
+    Init {
+        /// Partitions per topic.
+        #[arg(long)]
+        partitions: Option<i32>,
+    },
+    /// Fill the source database with a believable shop: catalogue, customers, orders, stock.
+    Generate(GenerateArgs),
+    /// Copy new rows of product_sales and products to Kafka as Avro, exactly once.
+    Ingest {
+        /// Drain what is there now, then exit (default: keep following).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Append the decoded messages of a topic to JSON-lines files, one per partition.
+    ExportJson {
+        /// Topic to export (default: the product_updates topic).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Output folder.
+        #[arg(long, default_value = "export")]
+        out: PathBuf,
+        /// Consumer group; instances in one group split the partitions.
+        #[arg(long, default_value = "jobs-export-json")]
+        group: String,
+        /// Exit once the partitions reach the end offsets they had at start.
+        #[arg(long)]
+        until_idle: bool,
+    },
+    /// Print the effective configuration (all layers applied) as TOML.
+    Config,
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// Days of history to back-fill, ending now (or at --until).
+    #[arg(long, default_value_t = 1)]
+    days: u32,
+    /// Orders in the back-fill (default: 1500 per day).
+    #[arg(long)]
+    orders: Option<u64>,
+    /// With --follow: orders per second.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// After the back-fill, keep inserting live orders (and price changes) until Ctrl-C.
+    #[arg(long)]
+    follow: bool,
+    /// With --follow: skip the back-fill.
+    #[arg(long)]
+    no_backfill: bool,
+    /// Random seed; the same seed and --until give the same orders.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// End of the back-fill (RFC 3339 or 'YYYY-MM-DD HH:MM:SS', UTC; default now).
+    #[arg(long)]
+    until: Option<String>,
+    /// Number of customers.
+    #[arg(long, default_value_t = 2000)]
+    customers: u32,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("JOBS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    let partitions = match &cli.command {
+        Command::Init { partitions } => *partitions,
+        _ => None,
+    };
+    let flags = Overrides {
+        database_url: g.database_url.clone(),
+        lake: g.lake.clone(),
+        kafka: (g.brokers.is_some() || partitions.is_some()).then(|| KafkaOverrides {
+            brokers: g.brokers.clone(),
+            partitions,
+        }),
+        schema_registry: g
+            .schema_registry_url
+            .clone()
+            .map(|url| RegistryConfig { url: Some(url) }),
+    };
+    let cfg = Config::load(g.config.as_deref(), &flags)?;
+    match cli.command {
+        Command::Init { .. } => {
+            jobs::init::run(&cfg).await?;
+            println!(
+                "initialised {} and {} topics on {}",
+                jobs::io::db::redact(&cfg.database_url),
+                jobs::init::topics(&cfg).len(),
+                cfg.kafka.brokers
+            );
+        }
+        Command::Generate(a) => {
+            let until_micros = match &a.until {
+                Some(t) => Some(jobs::records::parse_micros(t).with_context(|| {
+                    format!("--until {t:?} is not a timestamp (use 2026-11-21T00:00:00Z)")
+                })?),
+                None => None,
+            };
+            let opts = jobs::generate::Options {
+                days: a.days,
+                orders: a.orders,
+                follow_rate: a.follow.then_some(a.rate),
+                no_backfill: a.no_backfill,
+                seed: a.seed,
+                until_micros,
+                customers: a.customers,
+            };
+            let stats = jobs::generate::run(&cfg, &opts, &Shutdown::on_signals()).await?;
+            println!(
+                "generated {} sales and {} price changes in {:.1} s ({:.0} rows/s)",
+                stats.sales,
+                stats.price_changes,
+                stats.seconds,
+                stats.sales as f64 / stats.seconds.max(1e-9)
+            );
+        }
+        Command::Ingest { once } => {
+            let mode = if once {
+                jobs::ingest::Mode::Once
+            } else {
+                jobs::ingest::Mode::Follow
+            };
+            let stats = jobs::ingest::run(&cfg, mode).await?;
+            println!(
+                "ingested {} rows ({} dead-lettered) in {} batches",
+                stats.sent + stats.dead_lettered,
+                stats.dead_lettered,
+                stats.batches
+            );
+        }
+        Command::ExportJson {
+            topic,
+            out,
+            group,
+            until_idle,
+        } => {
+            let registry = match &cfg.schema_registry.url {
+                Some(url) => {
+                    Registry::remote(
+                        url,
+                        &[
+                            (SchemaKind::ProductSale, cfg.topics.product_sales.as_str()),
+                            (SchemaKind::Product, cfg.topics.product_updates.as_str()),
+                        ],
+                    )
+                    .await?
+                }
+                None => Registry::local()?,
+            };
+            let opts = jobs::export_json::Options {
+                topic: topic.unwrap_or_else(|| cfg.topics.product_updates.clone()),
+                out_dir: out,
+                group_id: group,
+                until_idle,
+            };
+            let shutdown = Shutdown::on_signals();
+            let stats = tokio::task::spawn_blocking(move || {
+                jobs::export_json::run(&cfg, &registry, &opts, &shutdown)
+            })
+            .await
+            .context("exporter thread")??;
+            println!(
+                "exported {} lines ({} dead-lettered)",
+                stats.lines, stats.dead_lettered
+            );
+        }
+        Command::Config => {
+            print!("{}", toml_string(&cfg)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn toml_string(cfg: &Config) -> anyhow::Result<String> {
+    Ok(toml::to_string_pretty(cfg)?)
+}

@@ -75,12 +75,13 @@ fn ingest_matches_the_database(backend: Backend) {
     );
 }
 
+/// Inserts `n` good sales with ids from `first_id`, dated and created at `ts`.
 fn insert_sales(env: &Env, first_id: i64, n: i64, ts: &str) {
     let values: Vec<String> = (first_id..first_id + n)
-        .map(|i| format!("({i}, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 1, 65000.00, '{ts}', NULL, 'India', 'Visa')"))
+        .map(|i| format!("({i}, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 1, 65000.00, '{ts}', NULL, 'India', 'Visa', '{ts}')"))
         .collect();
     env.sql(&format!(
-        "INSERT INTO product_sales (transaction_id, product_id, product_name, product_category, brand, quantity_sold, price_per_unit, transaction_date, customer_id, country, card_type) VALUES {}",
+        "INSERT INTO product_sales (transaction_id, product_id, product_name, product_category, brand, quantity_sold, price_per_unit, transaction_date, customer_id, country, card_type, created_at) VALUES {}",
         values.join(", ")
     ));
 }
@@ -91,7 +92,7 @@ fn rows_at_the_watermark_timestamp_arrive_once(backend: Backend) {
     let ts = "2026-11-20 10:00:00.000000";
     insert_sales(&env, 1, 3, ts);
     env.jobs(&["ingest", "--once"]);
-    // Same timestamp as the cursor, higher ids: must not be skipped, and 1..3 not resent.
+    // Same cursor timestamp (created_at), higher ids: must not be skipped, and 1..3 not resent.
     insert_sales(&env, 4, 3, ts);
     env.jobs(&["ingest", "--once"]);
     insert_sales(&env, 7, 1, "2026-11-20 10:00:00.000001");
@@ -144,6 +145,37 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
     }
     env.jobs(&["ingest", "--once"]);
     assert_exact(&env.check("product_sales"), 23_000);
+
+    // The worst moment: every row of a batch acknowledged, its checkpoint not yet written.
+    env.jobs(&[
+        "generate",
+        "--days",
+        "1",
+        "--orders",
+        "3000",
+        "--seed",
+        "99",
+        "--until",
+        UNTIL,
+        "--customers",
+        "100",
+    ]);
+    let crashed = env
+        .cmd(&["ingest", "--once"])
+        .env("JOBS_FAILPOINT", "ingest-before-checkpoint:2")
+        .output()
+        .unwrap();
+    assert!(
+        !crashed.status.success(),
+        "the failpoint should abort ingest"
+    );
+    let out = env.jobs(&["ingest", "--once"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("; 700 found already delivered"),
+        "the batch past the checkpoint is recovered, not resent: {stdout}"
+    );
+    assert_exact(&env.check("product_sales"), 26_000);
 }
 
 fn bad_rows_are_dead_lettered_and_ingest_goes_on(backend: Backend) {
@@ -154,13 +186,16 @@ fn bad_rows_are_dead_lettered_and_ingest_goes_on(backend: Backend) {
     env.sql(&format!("INSERT INTO product_sales ({cols}) VALUES (6, 5, NULL, 'Laptop', 'Lenovo', 1, 10.00, '2026-11-20 09:00:01')"));
     env.sql(&format!("INSERT INTO product_sales ({cols}) VALUES (7, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', -2, 10.00, '2026-11-20 09:00:02')"));
     env.sql(&format!("INSERT INTO product_sales ({cols}) VALUES (8, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 1, 10.00, NULL)"));
+    // A row the cursor itself cannot place: dead-lettered through the id cursor.
+    env.sql(&format!("INSERT INTO product_sales ({cols}, created_at) VALUES (12, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 1, 10.00, '2026-11-20 09:00:05', NULL)"));
     env.sql(&format!("INSERT INTO product_sales ({cols}) VALUES (9, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 3000000000, 10.00, '2026-11-20 09:00:03')"));
-    let mut expected_dlq = vec![6, 7, 8, 9];
+    let mut expected_dlq = vec![6, 7, 8, 9, 12];
     if backend == Backend::Sqlite {
         // SQLite keeps what it is given: too many decimals, and a date that is not a date.
         env.sql(&format!("INSERT INTO product_sales ({cols}) VALUES (10, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 1, '19.999', '2026-11-20 09:00:04')"));
         env.sql(&format!("INSERT INTO product_sales ({cols}) VALUES (11, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 1, 10.00, 'yesterday')"));
         expected_dlq.extend([10, 11]);
+        expected_dlq.sort();
     }
     insert_sales(&env, 100, 5, "2026-11-20 09:30:00");
     let out = env.jobs(&["ingest", "--once"]);
@@ -176,9 +211,10 @@ fn bad_rows_are_dead_lettered_and_ingest_goes_on(backend: Backend) {
     let reasons = &check["dlq_reasons"];
     assert_eq!(reasons["6"], json!("product_name is NULL"));
     assert_eq!(reasons["7"], json!("quantity_sold is negative: -2"));
+    assert_eq!(reasons["8"], json!("transaction_date is NULL"));
     assert_eq!(
-        reasons["8"],
-        json!("transaction_date is NULL or not a timestamp")
+        reasons["12"],
+        json!("created_at is NULL or not a timestamp")
     );
     assert!(
         reasons["9"].as_str().unwrap().contains("cannot be encoded"),
@@ -194,7 +230,7 @@ fn bad_rows_are_dead_lettered_and_ingest_goes_on(backend: Backend) {
         );
         assert_eq!(
             reasons["11"],
-            json!("transaction_date is NULL or not a timestamp")
+            json!("transaction_date is not a timestamp: \"yesterday\"")
         );
     }
     // Dead letters are not sent twice either.

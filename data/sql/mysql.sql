@@ -1,6 +1,8 @@
 -- Source schema for MySQL / MariaDB. Created by `jobs init`; every statement is idempotent.
 -- Timestamps are DATETIME(6) in UTC. Columns that a messy real-world source may leave NULL
 -- are nullable on purpose: `jobs ingest` validates each row and dead-letters the bad ones.
+-- product_sales.created_at (insert time, UTC) is the ingest cursor: it catches rows inserted
+-- late with an old transaction_date (back-fills), which a cursor on transaction_date would miss.
 
 CREATE TABLE IF NOT EXISTS products (
     id           BIGINT       NOT NULL PRIMARY KEY,
@@ -24,7 +26,8 @@ CREATE TABLE IF NOT EXISTS product_sales (
     customer_id      BIGINT,
     country          VARCHAR(64),
     card_type        VARCHAR(32),
-    KEY product_sales_cursor (transaction_date, transaction_id)
+    created_at       DATETIME(6)  DEFAULT (UTC_TIMESTAMP(6)),
+    KEY product_sales_cursor (created_at, transaction_id)
 );
 
 CREATE TABLE IF NOT EXISTS inventory (

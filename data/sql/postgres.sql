@@ -1,7 +1,8 @@
 -- Source schema for PostgreSQL. Created by `jobs init`; every statement is idempotent.
 -- Timestamps are TIMESTAMP (without time zone) holding UTC. Columns that a messy real-world
 -- source may leave NULL are nullable on purpose: `jobs ingest` validates each row and
--- dead-letters the bad ones. A trigger bumps products.last_updated on every update, as
+-- dead-letters the bad ones. product_sales.created_at (insert time) is the ingest cursor, so
+-- back-filled rows with an old transaction_date are not missed. A trigger bumps products.last_updated on every update, as
 -- MySQL's ON UPDATE clause does, so that no price change escapes the incremental cursor.
 
 CREATE TABLE IF NOT EXISTS products (
@@ -37,9 +38,10 @@ CREATE TABLE IF NOT EXISTS product_sales (
     transaction_date TIMESTAMP(6),
     customer_id      BIGINT,
     country          VARCHAR(64),
-    card_type        VARCHAR(32)
+    card_type        VARCHAR(32),
+    created_at       TIMESTAMP(6)  DEFAULT (clock_timestamp() AT TIME ZONE 'UTC')
 );
-CREATE INDEX IF NOT EXISTS product_sales_cursor ON product_sales (transaction_date, transaction_id);
+CREATE INDEX IF NOT EXISTS product_sales_cursor ON product_sales (created_at, transaction_id);
 
 CREATE TABLE IF NOT EXISTS inventory (
     product_id   BIGINT        NOT NULL PRIMARY KEY,

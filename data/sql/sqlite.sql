@@ -3,6 +3,7 @@
 -- compares them as microseconds through the expression below, which the cursor indexes
 -- repeat verbatim so that SQLite can use them (jobs/src/io/db.rs holds the same text).
 -- Columns are nullable on purpose: `jobs ingest` validates and dead-letters bad rows.
+-- product_sales.created_at (insert time) is the ingest cursor, so back-fills are not missed.
 
 CREATE TABLE IF NOT EXISTS products (
     id           INTEGER NOT NULL PRIMARY KEY,
@@ -33,10 +34,11 @@ CREATE TABLE IF NOT EXISTS product_sales (
     transaction_date TEXT,
     customer_id      INTEGER,
     country          TEXT,
-    card_type        TEXT
+    card_type        TEXT,
+    created_at       TEXT DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
 );
 CREATE INDEX IF NOT EXISTS product_sales_cursor ON product_sales (
-    (unixepoch(substr(transaction_date, 1, 19)) * 1000000 + CAST(substr(substr(transaction_date, 21) || '000000', 1, 6) AS INTEGER)),
+    (unixepoch(substr(created_at, 1, 19)) * 1000000 + CAST(substr(substr(created_at, 21) || '000000', 1, 6) AS INTEGER)),
     transaction_id
 );
 

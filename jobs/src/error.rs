@@ -17,7 +17,7 @@ pub enum Error {
         url: String,
         what: String,
         #[source]
-        source: sqlx::Error,
+        source: Box<sqlx::Error>,
     },
 
     /// A Kafka operation failed.

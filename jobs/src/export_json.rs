@@ -7,7 +7,7 @@
 //! A message that cannot be decoded goes to the dead-letter topic, unchanged, with the reason
 //! in its headers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -104,7 +104,14 @@ struct ExportContext {
     sink: Arc<Mutex<Sink>>,
 }
 
-impl ClientContext for ExportContext {}
+impl ClientContext for ExportContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End of partition is how `--until-idle` knows it is done, not an error.
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(message = "Kafka client error.", %error, reason);
+        }
+    }
+}
 
 impl ConsumerContext for ExportContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -222,7 +229,7 @@ pub fn run(
         .set("enable.idempotence", "true")
         .create()
         .map_err(kafka::err(&cfg.kafka, "create dead-letter producer"))?;
-    let end_at_start = end_offsets(&consumer, &cfg.kafka, &opts.topic)?;
+    check_topic(&consumer, &cfg.kafka, &opts.topic)?;
     consumer.subscribe(&[&opts.topic]).map_err(kafka::err(
         &cfg.kafka,
         format!("subscribe to {}", opts.topic),
@@ -230,25 +237,17 @@ pub fn run(
     tracing::info!(message = "Exporting.", topic = %opts.topic, group = %opts.group_id, dir = %opts.out_dir.display());
 
     let mut stats = Stats::default();
-    let mut reached: HashMap<i32, i64> = HashMap::new();
+    // Partitions whose end we reached and that have had nothing new since.
+    let mut at_end: HashSet<i32> = HashSet::new();
     let mut last_sync = Instant::now();
     while !shutdown.is_raised() {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                reached.insert(m.partition(), m.offset() + 1);
+                at_end.remove(&m.partition());
                 handle(&m, registry, &sink, &dlq, cfg, &mut stats)?;
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                if let Ok(pos) = consumer.position() {
-                    for e in pos.elements_for_topic(&opts.topic) {
-                        if e.partition() == p {
-                            if let Offset::Offset(o) = e.offset() {
-                                reached.insert(p, o);
-                            }
-                        }
-                    }
-                }
-                reached.entry(p).or_insert(0);
+                at_end.insert(p);
             }
             Some(Err(e)) => {
                 return Err(kafka::err(&cfg.kafka, format!("consume {}", opts.topic))(e));
@@ -259,7 +258,7 @@ pub fn run(
             lock(&sink)?.sync_and_store(&consumer)?;
             last_sync = Instant::now();
         }
-        if opts.until_idle && drained(&consumer, &opts.topic, &end_at_start, &reached) {
+        if opts.until_idle && drained(&consumer, &opts.topic, &at_end) {
             break;
         }
     }
@@ -349,44 +348,38 @@ fn handle(
     Ok(())
 }
 
-/// Each partition's end offset now.
-fn end_offsets<C: ConsumerContext>(
+/// Fails with a clear error unless `topic` exists.
+fn check_topic<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     cfg: &crate::config::KafkaConfig,
     topic: &str,
-) -> Result<HashMap<i32, i64>> {
+) -> Result<()> {
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .map_err(kafka::err(cfg, format!("read metadata of {topic}")))?;
-    let parts = md
+    let exists = md
         .topics()
         .first()
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>())
-        .unwrap_or_default();
-    if parts.is_empty() {
-        return Err(Error::Kafka {
+        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
+    if exists {
+        Ok(())
+    } else {
+        Err(Error::Kafka {
             brokers: cfg.brokers.clone(),
-            what: format!("topic {topic} has no partitions (does it exist? run `jobs init`)"),
+            what: format!("topic {topic} does not exist (run `jobs init`)"),
             source: KafkaError::MetadataFetch(
                 rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
             ),
-        });
+        })
     }
-    let mut out = HashMap::new();
-    for p in parts {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .map_err(kafka::err(cfg, format!("read end offsets of {topic}")))?;
-        out.insert(p, high);
-    }
-    Ok(out)
 }
 
+/// Whether every partition assigned to this instance has reached its end. (The end is the
+/// broker's own end-of-partition signal; some brokers answer offset queries inexactly.)
 fn drained<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
-    end: &HashMap<i32, i64>,
-    reached: &HashMap<i32, i64>,
+    at_end: &HashSet<i32>,
 ) -> bool {
     let Ok(assigned) = consumer.assignment() else {
         return false;
@@ -396,9 +389,5 @@ fn drained<C: ConsumerContext>(
         .iter()
         .map(|e| e.partition())
         .collect();
-    !parts.is_empty()
-        && parts.iter().all(|p| {
-            let target = end.get(p).copied().unwrap_or(0);
-            reached.get(p).is_some_and(|r| *r >= target)
-        })
+    !parts.is_empty() && parts.iter().all(|p| at_end.contains(p))
 }

@@ -218,10 +218,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let stats = jobs::ingest::run(&cfg, mode).await?;
             println!(
-                "ingested {} rows ({} dead-lettered) in {} batches",
+                "ingested {} rows ({} dead-lettered) in {} batches; {} found already delivered",
                 stats.sent + stats.dead_lettered,
                 stats.dead_lettered,
-                stats.batches
+                stats.batches,
+                stats.recovered
             );
         }
         Command::ExportJson {

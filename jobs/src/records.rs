@@ -41,11 +41,12 @@ pub struct Product {
     pub last_updated_micros: i64,
 }
 
-/// The `product_sales` table as ingest reads it.
+/// The `product_sales` table as ingest reads it. The cursor is the insert time, not the
+/// transaction date, so rows back-filled with old dates after ingest passed them still come.
 pub const SALES_TABLE: CursorTable = CursorTable {
     table: "product_sales",
     id_col: "transaction_id",
-    ts_col: "transaction_date",
+    ts_col: "created_at",
     cols: &[
         Col::Int("transaction_id"),
         Col::Int("product_id"),

@@ -30,14 +30,14 @@ TABLES = {
         required=["product_id", "product_name", "product_category", "brand", "quantity_sold",
                   "price_per_unit", "transaction_date"],
         qty="quantity_sold", price="price_per_unit", ts="transaction_date",
-        schema="product_sale.avsc",
+        cursor="created_at", schema="product_sale.avsc",
     ),
     "products": dict(
         id="id",
         cols=["id", "name", "category", "brand", "price", "last_updated"],
         required=["name", "category", "brand", "price", "last_updated"],
         qty=None, price="price", ts="last_updated",
-        schema="product.avsc",
+        cursor="last_updated", schema="product.avsc",
     ),
 }
 
@@ -64,7 +64,8 @@ def money(v):
 
 def db_rows(url, table):
     spec = TABLES[table]
-    sql = f"SELECT {', '.join(spec['cols'])} FROM {table}"
+    cols = spec["cols"] + ([spec["cursor"]] if spec["cursor"] not in spec["cols"] else [])
+    sql = f"SELECT {', '.join(cols)} FROM {table}"
     u = urlparse(url)
     if u.scheme == "sqlite":
         path = url.split("://", 1)[1].split("?")[0]
@@ -78,7 +79,7 @@ def db_rows(url, table):
         con = psycopg.connect(url.replace("postgresql://", "postgres://", 1).replace("postgres://", "postgresql://", 1))
     cur = con.cursor()
     cur.execute(sql)
-    out = [dict(zip(spec["cols"], r)) for r in cur.fetchall()]
+    out = [dict(zip(cols, r)) for r in cur.fetchall()]
     con.close()
     return out
 
@@ -94,7 +95,7 @@ def valid(spec, r):
     p = money(r[spec["price"]])
     if p < 0 or p != p.quantize(CENT) or p >= Decimal("10000000000"):
         return False
-    return micros(r[spec["ts"]]) not in (None, "bad")
+    return micros(r[spec["ts"]]) not in (None, "bad") and micros(r[spec["cursor"]]) not in (None, "bad")
 
 
 def canonical(spec, r):

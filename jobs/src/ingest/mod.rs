@@ -27,7 +27,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 
 use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind, Writer};
-use crate::io::db::{Cursor, CursorTable, Db, Value};
+use crate::io::db::{Cursor, CursorRows, CursorTable, Db, Value};
 use crate::io::kafka;
 use crate::records::{PRODUCTS_TABLE, Product, ProductSale, SALES_TABLE, rfc3339_micros};
 use crate::shutdown::Shutdown;
@@ -321,7 +321,7 @@ struct Ctx<'a> {
 
 /// One batch, ready to publish.
 struct Batch {
-    rows: Vec<(Cursor, Vec<Value>)>,
+    rows: CursorRows,
     /// True for rows read by the NULL-timestamp cursor.
     null_cursor: bool,
 }
@@ -396,7 +396,7 @@ impl Ctx<'_> {
         spec: &'static CursorTable,
         after: Cursor,
         limit: usize,
-    ) -> tokio::task::JoinHandle<Result<Vec<(Cursor, Vec<Value>)>>> {
+    ) -> tokio::task::JoinHandle<Result<CursorRows>> {
         let db = self.db.clone();
         tokio::spawn(async move { db.fetch_after(spec, after, limit).await })
     }
@@ -498,6 +498,7 @@ impl Ctx<'_> {
             .flush(Duration::from_secs(120))
             .map_err(kerr("wait for acknowledgements"))?;
         self.take_acks(&mut st)?;
+        failpoint_before_checkpoint();
         st.rows += sent + dead + recovered;
         let (key, value) = state::record(self.source, job.spec.table, &st);
         self.send(
@@ -564,6 +565,25 @@ impl Ctx<'_> {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+}
+
+/// Test hook: `JOBS_FAILPOINT=ingest-before-checkpoint:N` aborts the process after the N-th
+/// batch is acknowledged and before its checkpoint is written, the worst moment to crash.
+fn failpoint_before_checkpoint() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BATCHES: AtomicU64 = AtomicU64::new(0);
+    let Ok(spec) = std::env::var("JOBS_FAILPOINT") else {
+        return;
+    };
+    let n = BATCHES.fetch_add(1, Ordering::SeqCst) + 1;
+    if spec
+        .strip_prefix("ingest-before-checkpoint:")
+        .and_then(|v| v.parse().ok())
+        == Some(n)
+    {
+        eprintln!("failpoint ingest-before-checkpoint:{n}: aborting");
+        std::process::abort();
     }
 }
 

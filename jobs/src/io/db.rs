@@ -169,6 +169,9 @@ impl Value {
     }
 }
 
+/// Rows read past a cursor, each with its own cursor position.
+pub type CursorRows = Vec<(Cursor, Vec<Value>)>;
+
 /// A cursor position: rows strictly after `(ts_micros, id)` are new.
 #[derive(
     Debug,
@@ -228,7 +231,7 @@ impl Db {
             .map_err(|source| Error::Database {
                 url: name.clone(),
                 what: "connect".into(),
-                source,
+                source: Box::new(source),
             })?;
         if dialect == Dialect::Sqlite {
             // WAL lets ingest read while generate writes.
@@ -238,7 +241,7 @@ impl Db {
                 .map_err(|source| Error::Database {
                     url: name.clone(),
                     what: "enable WAL".into(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         Ok(Db {
@@ -254,7 +257,7 @@ impl Db {
         move |source| Error::Database {
             url: self.name.clone(),
             what,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -273,7 +276,7 @@ impl Db {
         t: &CursorTable,
         after: Cursor,
         limit: usize,
-    ) -> Result<Vec<(Cursor, Vec<Value>)>> {
+    ) -> Result<CursorRows> {
         let d = self.dialect;
         let cur = d.cursor_expr(t.ts_col);
         let (p1, p2) = match d {
@@ -396,7 +399,7 @@ mod tests {
     #[test]
     fn sqlite_indexes_repeat_the_cursor_expression() {
         let ddl = Dialect::Sqlite.schema();
-        for col in ["transaction_date", "last_updated"] {
+        for col in ["created_at", "last_updated"] {
             assert!(ddl.contains(&sqlite_micros(col)), "{col}");
         }
     }

@@ -1,0 +1,51 @@
+//! The broker's produce limit, for benchmarks: sends N pre-encoded messages of a given size
+//! with the same producer settings as `jobs ingest` (idempotent, acks=all, linger 5 ms) and
+//! prints `produced N msgs in S s = R msgs/s`.
+//!
+//! `cargo run --release --example produce_bench -- BROKERS TOPIC COUNT SIZE`
+
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, brokers, topic, count, size] = args.as_slice() else {
+        anyhow::bail!("usage: produce_bench BROKERS TOPIC COUNT SIZE");
+    };
+    let (count, size): (u64, usize) = (count.parse()?, size.parse()?);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()?;
+    let payload = vec![7u8; size];
+    let start = Instant::now();
+    for i in 0..count {
+        let key = (i % 36).to_string();
+        let mut rec = BaseRecord::to(topic).key(&key).payload(&payload);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "produced {count} msgs in {secs:.2} s = {:.0} msgs/s",
+        count as f64 / secs
+    );
+    Ok(())
+}

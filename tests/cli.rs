@@ -36,7 +36,9 @@ fn help_lists_every_subcommand_and_version_works() {
 
 #[test]
 fn bad_inputs_fail_with_one_clear_line_and_no_panic() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    /// (arguments, environment, what the one error line must say)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
         (
             &["--database-url", "oracle://x/y", "init"],
             &[],

@@ -1,5 +1,7 @@
 //! The `jobs` command line: parse, load the config, set up logs, dispatch, exit code.
 
+#![allow(clippy::result_large_err)] // see lib.rs
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

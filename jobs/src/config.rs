@@ -32,6 +32,72 @@ pub struct Config {
     pub topics: Topics,
     /// `jobs ingest`.
     pub ingest: IngestConfig,
+    /// `jobs stream`.
+    pub stream: StreamConfig,
+    /// S3 settings for an `s3://` lake (credentials also from the standard AWS variables).
+    pub s3: S3Config,
+}
+
+/// S3 (or S3-compatible) settings. Unset values fall back to `AWS_*` variables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible service, e.g. `http://127.0.0.1:8333` (SeaweedFS).
+    pub endpoint: Option<String>,
+    /// Region (`AWS_REGION`).
+    pub region: Option<String>,
+    /// Access key (`AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// Secret key (`AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<String>,
+}
+
+/// `jobs stream`: Kafka -> event-time windows -> the lake and Kafka.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Consumer group; processes in one group split the partitions.
+    pub group_id: String,
+    /// Windows: `1h` is tumbling, `1h/5m` is sliding (size/slide).
+    pub windows: Vec<String>,
+    /// How far behind the newest event time an event may arrive and still count.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// A partition with no events for this long follows the other partitions' watermark.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Write files and checkpoint at least this often, even with no new input.
+    #[serde(with = "humantime_serde")]
+    pub roll_interval: Duration,
+    /// ... or as soon as a partition has buffered this many bytes of rows.
+    pub roll_bytes: usize,
+    /// Kafka output format: `avro` (Confluent framing) or `json`.
+    pub output_format: OutputFormat,
+    /// Address of the Prometheus `/metrics` endpoint; empty to disable.
+    pub metrics_addr: String,
+}
+
+/// Encoding of the stream's Kafka outputs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Avro,
+    Json,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            group_id: "jobs-stream".into(),
+            windows: vec!["1h".into(), "1d".into(), "1h/5m".into()],
+            allowed_lateness: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(30),
+            roll_interval: Duration::from_secs(60),
+            roll_bytes: 128 << 20,
+            output_format: OutputFormat::Avro,
+            metrics_addr: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// Connection to Kafka (any Kafka-protocol broker: Apache Kafka, Redpanda, MSK, Tansu).
@@ -68,6 +134,10 @@ pub struct Topics {
     pub product_updates: String,
     /// Dead letters: rows and messages that could not be processed, with the reason (JSON).
     pub dlq: String,
+    /// Closed windows per product (Avro `WindowedProductSales`), keyed by product id.
+    pub windowed_product_sales: String,
+    /// Events that arrived after their window closed (the original Avro bytes).
+    pub late_sales: String,
     /// Ingest checkpoints (cursor and output offsets per table), written after each batch is
     /// acknowledged.
     pub ingest_state: String,
@@ -96,6 +166,8 @@ impl Default for Config {
             schema_registry: RegistryConfig::default(),
             topics: Topics::default(),
             ingest: IngestConfig::default(),
+            stream: StreamConfig::default(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -118,6 +190,8 @@ impl Default for Topics {
             product_updates: "product_updates".into(),
             dlq: "product_sales_dlq".into(),
             ingest_state: "_jobs_ingest_state".into(),
+            windowed_product_sales: "windowed_product_sales".into(),
+            late_sales: "late_sales".into(),
         }
     }
 }
@@ -163,6 +237,8 @@ const ENV_KEYS: &[&str] = &[
     "schema_registry",
     "topics",
     "ingest",
+    "stream",
+    "s3",
 ];
 
 impl Config {
@@ -210,6 +286,13 @@ impl Config {
                 "kafka.partitions must be at least 1, got {}",
                 self.kafka.partitions
             )));
+        }
+        for w in &self.stream.windows {
+            crate::stream::window::WindowSpec::parse(w)
+                .map_err(|e| Error::Config(format!("stream.windows: {e}")))?;
+        }
+        if self.stream.windows.is_empty() {
+            return Err(Error::Config("stream.windows is empty".into()));
         }
         if self.ingest.batch_size == 0 {
             return Err(Error::Config("ingest.batch_size must be at least 1".into()));

@@ -37,6 +37,19 @@ pub enum Error {
     #[error("avro: {0}")]
     Avro(String),
 
+    /// The lake (object store) failed.
+    #[error("lake {url}: {what}: {source}")]
+    Lake {
+        url: String,
+        what: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A Parquet file could not be encoded.
+    #[error("parquet: {0}")]
+    Parquet(String),
+
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     File {

@@ -107,7 +107,7 @@ struct ExportContext {
 impl ClientContext for ExportContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is how `--until-idle` knows it is done, not an error.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
             tracing::error!(message = "Kafka client error.", %error, reason);
         }
     }
@@ -176,6 +176,11 @@ pub fn to_json_line(registry: &Registry, payload: &[u8]) -> Result<String> {
                 price: &price,
                 last_updated: rfc3339_micros(p.last_updated_micros),
             })
+        }
+        SchemaKind::WindowedSales => {
+            return Err(Error::Avro(format!(
+                "schema id {id} is a window record; export-json reads sales and products"
+            )));
         }
         SchemaKind::ProductSale => {
             let s = ProductSale::decode(&mut r)?;

@@ -26,6 +26,16 @@ pub fn topics(cfg: &Config) -> Vec<TopicSpec> {
             configs: vec![],
         },
         TopicSpec {
+            name: t.windowed_product_sales.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.late_sales.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
             name: t.ingest_state.clone(),
             partitions: 1,
             configs: vec![("cleanup.policy", "compact")],

@@ -24,7 +24,9 @@ pub mod generate;
 pub mod ingest;
 pub mod init;
 pub mod io;
+pub mod metrics;
 pub mod records;
 pub mod shutdown;
+pub mod stream;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use jobs::config::{Config, KafkaOverrides, Overrides, RegistryConfig};
-use jobs::io::avro::{Registry, SchemaKind};
+use jobs::io::avro::Registry;
 use jobs::shutdown::Shutdown;
 
 /// Sales analytics for an e-commerce shop: database -> Kafka ingest, streaming windows to a
@@ -61,6 +61,12 @@ enum Command {
         /// Drain what is there now, then exit (default: keep following).
         #[arg(long)]
         once: bool,
+    },
+    /// Run the streaming job: sales -> event-time windows -> the Parquet lake and Kafka.
+    Stream {
+        /// Drain the partitions to their end, close every window, write, and exit.
+        #[arg(long)]
+        until_idle: bool,
     },
     /// Append the decoded messages of a topic to JSON-lines files, one per partition.
     ExportJson {
@@ -227,25 +233,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 stats.recovered
             );
         }
+        Command::Stream { until_idle } => {
+            let c = jobs::stream::run(&cfg, &jobs::stream::Options { until_idle }).await?;
+            println!(
+                "consumed {} events: {} aggregated, {} late, {} dead-lettered",
+                c.consumed, c.aggregated, c.late, c.dead_lettered
+            );
+        }
         Command::ExportJson {
             topic,
             out,
             group,
             until_idle,
         } => {
-            let registry = match &cfg.schema_registry.url {
-                Some(url) => {
-                    Registry::remote(
-                        url,
-                        &[
-                            (SchemaKind::ProductSale, cfg.topics.product_sales.as_str()),
-                            (SchemaKind::Product, cfg.topics.product_updates.as_str()),
-                        ],
-                    )
-                    .await?
-                }
-                None => Registry::local()?,
-            };
+            let registry = Registry::for_config(&cfg).await?;
             let opts = jobs::export_json::Options {
                 topic: topic.unwrap_or_else(|| cfg.topics.product_updates.clone()),
                 out_dir: out,

@@ -109,9 +109,15 @@ product_sales = "{id}_product_sales"
 product_updates = "{id}_product_updates"
 dlq = "{id}_dlq"
 ingest_state = "{id}_ingest_state"
+windowed_product_sales = "{id}_windows"
+late_sales = "{id}_late"
 [ingest]
 batch_size = {batch_size}
 poll_interval = "100ms"
+[stream]
+group_id = "{id}-stream"
+metrics_addr = ""
+roll_interval = "1s"
 "#,
                 lake = dir.join("lake").display(),
             ),
@@ -125,6 +131,23 @@ poll_interval = "100ms"
             config,
             admin_url,
         }
+    }
+
+    /// The lake folder.
+    pub fn lake(&self) -> String {
+        self.dir.join("lake").display().to_string()
+    }
+
+    /// A copy of this env's config with other lines appended (later keys win by section).
+    pub fn config_with(&self, name: &str, replace: &[(&str, &str)]) -> PathBuf {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        for (from, to) in replace {
+            assert!(text.contains(from), "{from} not in config");
+            text = text.replace(from, to);
+        }
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     pub fn topic(&self, name: &str) -> String {
@@ -225,6 +248,11 @@ impl Drop for Env {
 
 /// Runs a script with the project venv's Python and parses its JSON output.
 pub fn python(args: &[&str]) -> serde_json::Value {
+    python_in(&root(), args)
+}
+
+/// As [`python`], from `dir`.
+pub fn python_in(dir: &Path, args: &[&str]) -> serde_json::Value {
     let py = root().join(".venv/bin/python");
     assert!(py.exists(), "no project venv: run scripts/stack up");
     let out = Command::new(py)

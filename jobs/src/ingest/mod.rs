@@ -19,16 +19,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind, Writer};
 use crate::io::db::{Cursor, CursorRows, CursorTable, Db, Value};
-use crate::io::kafka;
+use crate::io::kafka::{self, AckContext, Acks, partition_for};
 use crate::records::{PRODUCTS_TABLE, Product, ProductSale, SALES_TABLE, rfc3339_micros};
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
@@ -77,21 +75,9 @@ pub async fn run(cfg: &Config, mode: Mode) -> Result<Stats> {
 /// As [`run`], stopping when `shutdown` is raised.
 pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<Stats> {
     let db = Db::connect(&cfg.database_url).await?;
-    let registry = match &cfg.schema_registry.url {
-        Some(url) => {
-            Registry::remote(
-                url,
-                &[
-                    (SchemaKind::ProductSale, cfg.topics.product_sales.as_str()),
-                    (SchemaKind::Product, cfg.topics.product_updates.as_str()),
-                ],
-            )
-            .await?
-        }
-        None => Registry::local()?,
-    };
+    let registry = Registry::for_config(cfg).await?;
     let acks = Arc::new(Mutex::new(Acks::default()));
-    let producer = idempotent_producer(cfg, acks.clone())?;
+    let producer = kafka::idempotent_producer(&cfg.kafka, acks.clone())?;
     let source = cfg.source_name();
     let partitions = {
         let cfg = cfg.clone();
@@ -192,121 +178,13 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
     Ok(total)
 }
 
-/// Delivery reports: the next offset per partition and any failure.
-#[derive(Debug, Default)]
-struct Acks {
-    next_offsets: HashMap<(String, i32), i64>,
-    errors: Vec<String>,
-}
-
-struct AckContext(Arc<Mutex<Acks>>);
-
-impl ClientContext for AckContext {}
-
-impl ProducerContext for AckContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let Ok(mut acks) = self.0.lock() else { return };
-        match result {
-            Ok(m) => {
-                let next = acks
-                    .next_offsets
-                    .entry((m.topic().to_string(), m.partition()))
-                    .or_insert(0);
-                *next = (*next).max(m.offset() + 1);
-            }
-            Err((e, m)) => acks
-                .errors
-                .push(format!("{}[{}]: {e}", m.topic(), m.partition())),
-        }
-    }
-}
-
-fn idempotent_producer(
-    cfg: &Config,
-    acks: Arc<Mutex<Acks>>,
-) -> Result<ThreadedProducer<AckContext>> {
-    let mut c = kafka::client_config(&cfg.kafka);
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("queue.buffering.max.kbytes", "1048576");
-    c.create_with_context(AckContext(acks))
-        .map_err(kafka::err(&cfg.kafka, "create producer"))
-}
-
 /// Partition counts of the topics ingest writes. Blocking.
 fn partition_counts(cfg: &Config) -> Result<HashMap<String, i32>> {
-    let c: BaseConsumer = kafka::client_config(&cfg.kafka)
-        .create()
-        .map_err(kafka::err(&cfg.kafka, "create metadata client"))?;
-    let mut out = HashMap::new();
-    for topic in [
-        &cfg.topics.product_sales,
-        &cfg.topics.product_updates,
-        &cfg.topics.dlq,
-        &cfg.topics.ingest_state,
-    ] {
-        let md = c
-            .fetch_metadata(Some(topic), Duration::from_secs(15))
-            .map_err(kafka::err(
-                &cfg.kafka,
-                format!("read metadata of {topic} (is the broker running? try scripts/stack up)"),
-            ))?;
-        let n = md
-            .topics()
-            .first()
-            .filter(|t| t.error().is_none())
-            .map(|t| t.partitions().len())
-            .unwrap_or(0);
-        if n == 0 {
-            return Err(Error::Kafka {
-                brokers: cfg.kafka.brokers.clone(),
-                what: format!("topic {topic} does not exist: run `jobs init`"),
-                source: KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
-            });
-        }
-        out.insert(topic.clone(), n as i32);
-    }
-    Ok(out)
-}
-
-/// Kafka's default partitioner: murmur2 of the key, as the Java client and librdkafka's
-/// `murmur2_random` compute it.
-pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
-    (murmur2(key) & 0x7fff_ffff) % partitions
-}
-
-fn murmur2(data: &[u8]) -> i32 {
-    const M: u32 = 0x5bd1_e995;
-    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> 24;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let rest = chunks.remainder();
-    if rest.len() == 3 {
-        h ^= u32::from(rest[2]) << 16;
-    }
-    if rest.len() >= 2 {
-        h ^= u32::from(rest[1]) << 8;
-    }
-    if !rest.is_empty() {
-        h ^= u32::from(rest[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
+    let t = &cfg.topics;
+    kafka::partition_counts(
+        &cfg.kafka,
+        &[&t.product_sales, &t.product_updates, &t.dlq, &t.ingest_state],
+    )
 }
 
 struct Ctx<'a> {
@@ -432,6 +310,8 @@ impl Ctx<'_> {
                         p.encode(&mut w);
                         p.key()
                     }),
+                    // Ingest tables are sales and products only (see `run`).
+                    SchemaKind::WindowedSales => Err("not an ingest table".to_string()),
                 }
             };
             let header = pos.header();
@@ -478,7 +358,7 @@ impl Ctx<'_> {
             if already {
                 recovered += 1;
             } else {
-                self.send(
+                kafka::send(self.producer, 
                     BaseRecord::to(topic)
                         .key(&key)
                         .partition(partition)
@@ -501,7 +381,7 @@ impl Ctx<'_> {
         failpoint_before_checkpoint();
         st.rows += sent + dead + recovered;
         let (key, value) = state::record(self.source, job.spec.table, &st);
-        self.send(
+        kafka::send(self.producer, 
             BaseRecord::to(&self.cfg.topics.ingest_state)
                 .key(&key)
                 .partition(0)
@@ -552,20 +432,6 @@ impl Ctx<'_> {
         }
         Ok(())
     }
-
-    /// Enqueues one message, waiting while librdkafka's queue is full.
-    fn send(&self, mut rec: BaseRecord<'_, String, [u8]>) -> std::result::Result<(), KafkaError> {
-        loop {
-            match self.producer.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
-    }
 }
 
 /// Test hook: `JOBS_FAILPOINT=ingest-before-checkpoint:N` aborts the process after the N-th
@@ -607,21 +473,3 @@ fn dead_letter(source: &str, spec: &CursorTable, row: &[Value], reason: &str) ->
     .into_bytes()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn murmur2_matches_the_java_client() {
-        // Vectors from Kafka's own UtilsTest.
-        assert_eq!(murmur2(b"21"), -973932308);
-        assert_eq!(murmur2(b"foobar"), -790332482);
-        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
-        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(
-            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
-            -58897971
-        );
-        assert!((0..3).contains(&partition_for(b"17", 3)));
-    }
-}

@@ -10,18 +10,15 @@
 //! producer, so "at or before the partition's tail" means "already there".
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::Offset;
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::io::db::Cursor;
 use crate::io::kafka;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Header names on every message ingest writes.
 pub const H_SOURCE: &str = "jobs.source";
@@ -113,67 +110,16 @@ pub fn record(source: &str, table: &str, state: &TableState) -> (String, Vec<u8>
     (format!("{source}|{table}"), value)
 }
 
-fn reader(cfg: &Config) -> Result<BaseConsumer> {
-    let mut c = kafka::client_config(&cfg.kafka);
-    c.set("group.id", "jobs-ingest-recovery")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        // EOF, not data, is what recovery waits for: do not let the broker hold fetches.
-        .set("fetch.wait.max.ms", "20");
-    c.create()
-        .map_err(kafka::err(&cfg.kafka, "create state reader"))
-}
-
-/// Polls `consumer` until every assigned partition reports EOF, calling `f` per message.
-fn read_to_end(
-    cfg: &Config,
-    consumer: &BaseConsumer,
-    partitions: usize,
-    what: &str,
-    mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
-) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut eof = 0;
-    while eof < partitions {
-        if Instant::now() > deadline {
-            return Err(Error::Kafka {
-                brokers: cfg.kafka.brokers.clone(),
-                what: format!("read {what} to its end within 120 s"),
-                source: KafkaError::NoMessageReceived,
-            });
-        }
-        match consumer.poll(Duration::from_millis(500)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => eof += 1,
-            Some(Err(e)) => {
-                return Err(kafka::err(
-                    &cfg.kafka,
-                    format!("read {what} (does it exist? run `jobs init`)"),
-                )(e));
-            }
-            Some(Ok(m)) => f(&m),
-        }
-    }
-    Ok(())
-}
-
 /// Reads the state topic and returns the latest checkpoint of each of `source`'s tables.
 /// Blocking.
 pub fn load(cfg: &Config, source: &str) -> Result<HashMap<String, TableState>> {
     let topic = &cfg.topics.ingest_state;
-    let consumer = reader(cfg)?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(kafka::err(&cfg.kafka, "assign state topic"))?;
-    consumer
-        .assign(&tpl)
-        .map_err(kafka::err(&cfg.kafka, "assign state topic"))?;
     let mut out = HashMap::new();
-    read_to_end(
-        cfg,
-        &consumer,
-        1,
+    let assignment = [(topic.clone(), 0, Offset::Beginning)];
+    kafka::read_to_end(
+        &cfg.kafka,
+        "jobs-ingest-recovery",
+        &assignment,
         &format!("ingest state topic {topic}"),
         |m| {
             let Some(payload) = m.payload() else { return };
@@ -201,26 +147,19 @@ pub fn scan_tails(
     topics: &[(&str, i32)],
     state: &TableState,
 ) -> Result<HashMap<(String, i32), Tail>> {
-    let consumer = reader(cfg)?;
-    let mut tpl = TopicPartitionList::new();
-    let mut n = 0;
+    let mut assignment = Vec::new();
     for (topic, partitions) in topics {
         for p in 0..*partitions {
             let offset = match state.offsets.get(&tp_key(topic, p)) {
                 Some(o) => Offset::Offset(*o),
                 None => Offset::Beginning,
             };
-            tpl.add_partition_offset(topic, p, offset)
-                .map_err(kafka::err(&cfg.kafka, "assign for recovery"))?;
-            n += 1;
+            assignment.push((topic.to_string(), p, offset));
         }
     }
-    consumer
-        .assign(&tpl)
-        .map_err(kafka::err(&cfg.kafka, "assign for recovery"))?;
     let mut tails: HashMap<(String, i32), Tail> = HashMap::new();
     let mut scanned = 0u64;
-    read_to_end(cfg, &consumer, n, "output partitions for recovery", |m| {
+    kafka::read_to_end(&cfg.kafka, "jobs-ingest-recovery", &assignment, "output partitions for recovery", |m| {
         scanned += 1;
         let Some(h) = m.headers() else { return };
         let (mut src, mut tbl, mut pos) = (None, None, None);

@@ -20,17 +20,24 @@ pub enum SchemaKind {
     ProductSale,
     /// `product.avsc`
     Product,
+    /// `product_sales_window.avsc`
+    WindowedSales,
 }
 
 impl SchemaKind {
     /// Every kind.
-    pub const ALL: [SchemaKind; 2] = [SchemaKind::ProductSale, SchemaKind::Product];
+    pub const ALL: [SchemaKind; 3] = [
+        SchemaKind::ProductSale,
+        SchemaKind::Product,
+        SchemaKind::WindowedSales,
+    ];
 
     /// The schema's file name under `data/avro/`.
     pub fn file(self) -> &'static str {
         match self {
             SchemaKind::ProductSale => "product_sale.avsc",
             SchemaKind::Product => "product.avsc",
+            SchemaKind::WindowedSales => "product_sales_window.avsc",
         }
     }
 
@@ -39,6 +46,9 @@ impl SchemaKind {
         match self {
             SchemaKind::ProductSale => include_str!("../../../data/avro/product_sale.avsc"),
             SchemaKind::Product => include_str!("../../../data/avro/product.avsc"),
+            SchemaKind::WindowedSales => {
+                include_str!("../../../data/avro/product_sales_window.avsc")
+            }
         }
     }
 
@@ -142,6 +152,26 @@ impl Registry {
             reg.kinds.insert(id, *kind);
         }
         Ok(reg)
+    }
+
+    /// The registry the config asks for: HTTP when `schema_registry.url` is set (our schemas
+    /// registered under `<topic>-value`), else the committed local file.
+    pub async fn for_config(cfg: &crate::config::Config) -> Result<Registry> {
+        match &cfg.schema_registry.url {
+            Some(url) => {
+                let t = &cfg.topics;
+                Registry::remote(
+                    url,
+                    &[
+                        (SchemaKind::ProductSale, t.product_sales.as_str()),
+                        (SchemaKind::Product, t.product_updates.as_str()),
+                        (SchemaKind::WindowedSales, t.windowed_product_sales.as_str()),
+                    ],
+                )
+                .await
+            }
+            None => Registry::local(),
+        }
     }
 
     /// The id written for `kind`.

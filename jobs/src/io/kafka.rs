@@ -1,13 +1,18 @@
 //! Kafka clients (rdkafka/librdkafka), configured once from [`KafkaConfig`], and topic
 //! creation. Works with any Kafka-protocol broker.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::{Error, Result};
@@ -92,7 +97,6 @@ pub async fn create_topics(cfg: &KafkaConfig, topics: &[TopicSpec]) -> Result<()
 
 /// Fails with a clear error unless the cluster answers a metadata request within `timeout`.
 pub fn check_reachable(cfg: &KafkaConfig, timeout: Duration) -> Result<()> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     let c: BaseConsumer = client_config(cfg)
         .create()
         .map_err(err(cfg, "create client"))?;
@@ -101,4 +105,223 @@ pub fn check_reachable(cfg: &KafkaConfig, timeout: Duration) -> Result<()> {
         "reach the cluster (is the broker running? try scripts/stack up)",
     ))?;
     Ok(())
+}
+
+/// Delivery reports: the next offset per partition and any failure.
+#[derive(Debug, Default)]
+pub struct Acks {
+    pub next_offsets: HashMap<(String, i32), i64>,
+    pub errors: Vec<String>,
+}
+
+/// Records delivery reports into shared [`Acks`].
+pub struct AckContext(pub Arc<Mutex<Acks>>);
+
+impl ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let Ok(mut acks) = self.0.lock() else { return };
+        match result {
+            Ok(m) => {
+                let next = acks
+                    .next_offsets
+                    .entry((m.topic().to_string(), m.partition()))
+                    .or_insert(0);
+                *next = (*next).max(m.offset() + 1);
+            }
+            Err((e, m)) => acks
+                .errors
+                .push(format!("{}[{}]: {e}", m.topic(), m.partition())),
+        }
+    }
+}
+
+/// An idempotent producer (`acks=all`, ordered per partition) that records deliveries.
+pub fn idempotent_producer(
+    cfg: &KafkaConfig,
+    acks: Arc<Mutex<Acks>>,
+) -> Result<ThreadedProducer<AckContext>> {
+    let mut c = client_config(cfg);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .set("queue.buffering.max.kbytes", "1048576");
+    c.create_with_context(AckContext(acks))
+        .map_err(err(cfg, "create producer"))
+}
+
+
+/// Kafka's default partitioner: murmur2 of the key, as the Java client and librdkafka's
+/// `murmur2_random` compute it.
+pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+fn murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() == 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+
+/// Enqueues one message, waiting while librdkafka's queue is full.
+pub fn send<C: ProducerContext<DeliveryOpaque = ()> + 'static, K: rdkafka::message::ToBytes + ?Sized>(
+    producer: &ThreadedProducer<C>,
+    mut rec: BaseRecord<'_, K, [u8]>,
+) -> std::result::Result<(), KafkaError> {
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// A consumer for reading partitions to their end (recovery scans): no group commits, no
+/// held fetches.
+pub fn scan_consumer(cfg: &KafkaConfig, group: &str) -> Result<BaseConsumer<QuietContext>> {
+    let mut c = client_config(cfg);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        // EOF, not data, is what a scan waits for: do not let the broker hold fetches.
+        .set("fetch.wait.max.ms", "20");
+    c.create_with_context(QuietContext)
+        .map_err(err(cfg, "create reader"))
+}
+
+/// A client context that does not log end-of-partition as an error: for consumers that
+/// read to the end on purpose.
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!(message = "Kafka client error.", %error, reason);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
+
+/// Reads `assignment` (topic, partition, start offset) until every partition reports its
+/// end, calling `f` per message. Blocking.
+pub fn read_to_end(
+    cfg: &KafkaConfig,
+    group: &str,
+    assignment: &[(String, i32, Offset)],
+    what: &str,
+    mut f: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<()> {
+    // End-of-partition events name the partition but not the topic: one topic at a time.
+    let mut topics: Vec<&str> = assignment.iter().map(|a| a.0.as_str()).collect();
+    topics.dedup();
+    for topic in topics {
+        let parts: Vec<&(String, i32, Offset)> = assignment.iter().filter(|a| a.0 == topic).collect();
+        let consumer = scan_consumer(cfg, group)?;
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in &parts {
+            tpl.add_partition_offset(t, *p, *o)
+                .map_err(err(cfg, format!("assign {what}")))?;
+        }
+        consumer.assign(&tpl).map_err(err(cfg, format!("assign {what}")))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut eof = std::collections::HashSet::new();
+        while eof.len() < parts.len() {
+            if Instant::now() > deadline {
+                return Err(Error::Kafka {
+                    brokers: cfg.brokers.clone(),
+                    what: format!("read {what} ({topic}) to its end within 120 s"),
+                    source: KafkaError::NoMessageReceived,
+                });
+            }
+            match consumer.poll(Duration::from_millis(500)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    eof.insert(p);
+                }
+                Some(Err(e)) => {
+                    return Err(err(cfg, format!("read {what} from {topic} (does it exist? run `jobs init`)"))(e));
+                }
+                Some(Ok(m)) => f(&m),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Partition count of each topic; an error naming the first one that does not exist.
+pub fn partition_counts(cfg: &KafkaConfig, topics: &[&str]) -> Result<HashMap<String, i32>> {
+    let c: BaseConsumer = client_config(cfg).create().map_err(err(cfg, "create metadata client"))?;
+    let mut out = HashMap::new();
+    for topic in topics {
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(err(
+            cfg,
+            format!("read metadata of {topic} (is the broker running? try scripts/stack up)"),
+        ))?;
+        let n = md
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if n == 0 {
+            return Err(Error::Kafka {
+                brokers: cfg.brokers.clone(),
+                what: format!("topic {topic} does not exist: run `jobs init`"),
+                source: KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
+            });
+        }
+        out.insert(topic.to_string(), n as i32);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        // Vectors from Kafka's own UtilsTest.
+        assert_eq!(murmur2(b"21"), -973932308);
+        assert_eq!(murmur2(b"foobar"), -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58897971);
+        assert!((0..3).contains(&partition_for(b"17", 3)));
+    }
 }

@@ -1,0 +1,136 @@
+//! The Parquet lake on object storage: a local folder, S3 (any S3-compatible endpoint), or
+//! HDFS where a build includes it. Every file is written with one atomic `put` (the local
+//! store writes a hidden staging file and renames it), so a reader that globs the folder
+//! never sees a half-written file.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::config::S3Config;
+use crate::{Error, Result};
+
+/// A lake root.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// The URL, for messages.
+    pub url: String,
+}
+
+impl Lake {
+    /// Opens `url`: a path or `file://` (created if missing), or `s3://bucket/prefix` with
+    /// credentials from the standard AWS variables (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`) and the endpoint from `[s3]` or `AWS_ENDPOINT`.
+    pub fn open(url: &str, s3: &S3Config) -> Result<Lake> {
+        let err = |what: &str| {
+            let url = url.to_string();
+            let what = what.to_string();
+            move |source| Error::Lake { url, what, source }
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(e) = &s3.endpoint {
+                b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
+            }
+            if let Some(r) = &s3.region {
+                b = b.with_region(r);
+            }
+            if let Some(k) = &s3.access_key_id {
+                b = b.with_access_key_id(k);
+            }
+            if let Some(k) = &s3.secret_access_key {
+                b = b.with_secret_access_key(k);
+            }
+            let store = b.build().map_err(err("configure S3"))?;
+            return Ok(Lake { store: Arc::new(store), prefix: Path::from(prefix), url: url.into() });
+        }
+        if url.starts_with("hdfs://") || url.starts_with("viewfs://") {
+            return Err(Error::Config(format!(
+                "lake {url}: HDFS is not compiled into this build; use a local path or s3:// (see README, Lake)"
+            )));
+        }
+        if url.contains("://") && !url.starts_with("file://") {
+            return Err(Error::Config(format!("lake {url}: unsupported scheme; use a path, file://, or s3://bucket/prefix")));
+        }
+        let path = url.strip_prefix("file://").unwrap_or(url);
+        std::fs::create_dir_all(path).map_err(|e| Error::file(path, e))?;
+        let store = LocalFileSystem::new_with_prefix(path).map_err(err("open"))?;
+        Ok(Lake { store: Arc::new(store), prefix: Path::default(), url: url.into() })
+    }
+
+    fn path(&self, rel: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    fn err(&self, what: String) -> impl FnOnce(object_store::Error) -> Error + '_ {
+        move |source| Error::Lake { url: self.url.clone(), what, source }
+    }
+
+    /// Writes `bytes` at `rel` atomically (replacing any object there).
+    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&self.path(rel), PutPayload::from(bytes))
+            .await
+            .map_err(self.err(format!("write {rel}")))?;
+        Ok(())
+    }
+
+    /// Reads `rel`, `None` if it does not exist.
+    pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&self.path(rel)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(self.err(format!("read {rel}")))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(format!("read {rel}"))(e)),
+        }
+    }
+
+    /// Deletes `rel`; a missing object is fine.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(format!("delete {rel}"))(e)),
+        }
+    }
+
+    /// Writes, reads back and deletes a probe object: fails early with a clear error when
+    /// the lake is unreachable or not writable.
+    pub async fn healthcheck(&self) -> Result<()> {
+        let rel = "_jobs/healthcheck";
+        self.put(rel, b"ok".to_vec()).await?;
+        self.get(rel).await?;
+        self.delete(rel).await
+    }
+}
+
+/// Encodes batches as one zstd-compressed Parquet file.
+pub fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let Some(first) = batches.first() else {
+        return Err(Error::Internal("no batches to write".into()));
+    };
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| Error::Parquet(e.to_string()))?))
+        .set_created_by(format!("jobs {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, first.schema(), Some(props)).map_err(|e| Error::Parquet(e.to_string()))?;
+    for b in batches {
+        w.write(b).map_err(|e| Error::Parquet(e.to_string()))?;
+    }
+    w.close().map_err(|e| Error::Parquet(e.to_string()))?;
+    Ok(buf)
+}

@@ -1,0 +1,105 @@
+//! Named, documented metrics in the Prometheus text format, served on `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The stream job's metrics.
+#[derive(Debug, Default)]
+pub struct StreamMetrics {
+    pub events_in: AtomicU64,
+    pub aggregated: AtomicU64,
+    pub late: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub windows_out: AtomicU64,
+    pub files_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub checkpoint_micros: AtomicU64,
+    pub open_keys: AtomicI64,
+    /// Per partition: (lag in messages is not exact on every broker, so we export the
+    /// watermark delay: now - watermark, seconds) and the watermark itself.
+    pub partitions: Mutex<BTreeMap<i32, PartitionGauges>>,
+}
+
+/// Gauges of one partition.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PartitionGauges {
+    pub watermark_micros: i64,
+    pub next_offset: i64,
+    pub high_watermark: i64,
+}
+
+impl StreamMetrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+        };
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter("jobs_stream_events_in_total", "Messages consumed from the sales topic.", g(&self.events_in));
+        counter("jobs_stream_events_aggregated_total", "Valid events counted in windows.", g(&self.aggregated));
+        counter("jobs_stream_events_late_total", "Events older than the watermark, sent to late_sales.", g(&self.late));
+        counter("jobs_stream_events_dead_lettered_total", "Messages that could not be decoded or were invalid.", g(&self.dead_lettered));
+        counter("jobs_stream_windows_out_total", "Closed window rows emitted.", g(&self.windows_out));
+        counter("jobs_stream_files_written_total", "Parquet files written to the lake.", g(&self.files_written));
+        counter("jobs_stream_bytes_written_total", "Bytes of Parquet written to the lake.", g(&self.bytes_written));
+        counter("jobs_stream_checkpoints_total", "Checkpoints completed.", g(&self.checkpoints));
+        counter("jobs_stream_checkpoint_seconds_total", "Time spent in checkpoints (files, outputs, state).", g(&self.checkpoint_micros) / 1_000_000);
+        s.push_str(&format!(
+            "# HELP jobs_stream_open_window_keys Open (window, product) aggregates.\n# TYPE jobs_stream_open_window_keys gauge\njobs_stream_open_window_keys {}\n",
+            self.open_keys.load(Ordering::Relaxed)
+        ));
+        s.push_str("# HELP jobs_stream_watermark_delay_seconds Now minus the partition's watermark.\n# TYPE jobs_stream_watermark_delay_seconds gauge\n");
+        s.push_str("# HELP jobs_stream_lag_messages Messages behind the partition's end (as the broker reports it).\n# TYPE jobs_stream_lag_messages gauge\n");
+        let now = chrono::Utc::now().timestamp_micros();
+        if let Ok(parts) = self.partitions.lock() {
+            for (p, v) in parts.iter() {
+                if v.watermark_micros > i64::MIN / 2 {
+                    s.push_str(&format!(
+                        "jobs_stream_watermark_delay_seconds{{partition=\"{p}\"}} {:.3}\n",
+                        (now - v.watermark_micros) as f64 / 1e6
+                    ));
+                }
+                s.push_str(&format!(
+                    "jobs_stream_lag_messages{{partition=\"{p}\"}} {}\n",
+                    (v.high_watermark - v.next_offset).max(0)
+                ));
+            }
+        }
+        s
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until the process ends.
+pub async fn serve(addr: String, metrics: std::sync::Arc<StreamMetrics>) -> crate::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| crate::Error::file(format!("metrics address {addr}"), e))?;
+    tracing::info!(message = "Serving metrics.", url = %format!("http://{addr}/metrics"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { continue };
+            let m = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if req.starts_with("GET /metrics") {
+                    ("200 OK", m.render())
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_string())
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,683 @@
+//! `jobs stream`: Kafka -> event-time windows -> the Parquet lake and Kafka, exactly once.
+//!
+//! A thin async shell around the pure [`window`] core. Per source partition it keeps the
+//! windows, the next offset and buffers of rows; at each *flush* (every `roll_interval`, when
+//! `roll_bytes` are buffered, at shutdown and at the end of `--until-idle`) it:
+//! 1. writes an *intent* (the files it is about to write) to the lake,
+//! 2. writes the Parquet files (`sales_windows`, `sales_raw`, `late_sales`), each with one
+//!    atomic put and a name fixed by (partition, flush sequence, first offset),
+//! 3. sends the Kafka outputs (closed windows, late events, dead letters), each with an
+//!    idempotency key header, and waits for every acknowledgement,
+//! 4. writes the partition's *checkpoint*: next offset, open windows, counters, and the
+//!    output topics' offsets at that moment; then deletes the intent and reports the offset
+//!    to the consumer group (progress only: the checkpoint is the truth).
+//!
+//! After a crash, a partition resumes from its checkpoint: the files of an unfinished flush
+//! (named in its intent) are deleted, and the output partitions are read from the
+//! checkpointed offsets to find which keys already went out, so the replay, which decides
+//! exactly as before (the core depends only on the partition's own event order), writes the
+//! same rows and sends each message once.
+
+pub mod outputs;
+pub mod window;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::io::avro::{self, Reader, Registry, SchemaKind, Writer};
+use crate::io::kafka::{self, AckContext, Acks, partition_for};
+use crate::io::lake::{self, Lake};
+use crate::metrics::{PartitionGauges, StreamMetrics};
+use crate::records::ProductSale;
+use crate::shutdown::Shutdown;
+use crate::{Error, Result};
+use outputs::SourcedSale;
+use window::{ClosedWindow, Outcome, WindowSpec, WindowState, Windows};
+
+/// How `jobs stream` runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Drain the partitions to their end, close every window, flush and exit.
+    pub until_idle: bool,
+}
+
+/// Counts of one run; the invariant is `consumed = aggregated + late + dead_lettered`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub consumed: u64,
+    pub aggregated: u64,
+    pub late: u64,
+    pub dead_lettered: u64,
+}
+
+/// A message to send at the next flush.
+#[derive(Debug, Clone)]
+struct OutMsg {
+    topic: String,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    idempotency_key: String,
+    /// Extra headers (reason, origin) for dead letters and late events.
+    headers: Vec<(&'static str, String)>,
+}
+
+/// One partition's checkpoint, stored at `_state/stream/<group>/<topic>/p<N>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Checkpoint {
+    /// Flushes completed for this partition.
+    seq: u64,
+    next_offset: Option<i64>,
+    counters: Counters,
+    /// `topic/partition` -> the next offset there when this checkpoint was taken.
+    output_offsets: BTreeMap<String, i64>,
+    windows: WindowState,
+}
+
+/// The files an unfinished flush was writing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Intent {
+    seq: u64,
+    files: Vec<String>,
+}
+
+struct Part {
+    partition: i32,
+    windows: Windows,
+    seq: u64,
+    next_offset: Option<i64>,
+    flush_start: Option<i64>,
+    counters: Counters,
+    raw: Vec<SourcedSale>,
+    late: Vec<SourcedSale>,
+    closed: Vec<ClosedWindow>,
+    out: Vec<OutMsg>,
+    buffered_bytes: usize,
+    span_started: Instant,
+    last_event: Instant,
+    at_end: bool,
+    dirty: bool,
+    /// Idempotency keys already in the outputs past the checkpoint (crash recovery).
+    already_sent: HashSet<String>,
+}
+
+/// Rebalance events, handed from librdkafka's callback to the loop.
+enum Change {
+    Assign(Vec<i32>),
+    Revoke(Vec<i32>),
+}
+
+struct StreamContext {
+    changes: Mutex<Vec<Change>>,
+    metrics: Arc<StreamMetrics>,
+    topic: String,
+}
+
+impl ClientContext for StreamContext {
+    fn stats(&self, stats: Statistics) {
+        let Some(t) = stats.topics.get(&self.topic) else { return };
+        let Ok(mut parts) = self.metrics.partitions.lock() else { return };
+        for (p, s) in &t.partitions {
+            if *p < 0 {
+                continue;
+            }
+            let g = parts.entry(*p).or_default();
+            g.high_watermark = s.hi_offset;
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!(message = "Kafka client error.", %error, reason);
+        }
+    }
+}
+
+impl ConsumerContext for StreamContext {
+    fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let parts = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
+        };
+        let change = match rebalance {
+            Rebalance::Assign(tpl) => Change::Assign(parts(tpl)),
+            Rebalance::Revoke(tpl) => Change::Revoke(parts(tpl)),
+            Rebalance::Error(e) => {
+                tracing::warn!(message = "Rebalance error.", error = %e);
+                return;
+            }
+        };
+        if let Ok(mut c) = self.changes.lock() {
+            c.push(change);
+        }
+    }
+}
+
+/// Runs the stream until SIGTERM/Ctrl-C (or, with `until_idle`, until drained).
+pub async fn run(cfg: &Config, opts: &Options) -> Result<Counters> {
+    run_with(cfg, opts, Shutdown::on_signals()).await
+}
+
+/// As [`run`], stopping when `shutdown` is raised.
+pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Result<Counters> {
+    let lake = Lake::open(&cfg.lake, &cfg.s3)?;
+    lake.healthcheck().await?;
+    let registry = Registry::for_config(cfg).await?;
+    let specs: Arc<Vec<WindowSpec>> = Arc::new(
+        cfg.stream
+            .windows
+            .iter()
+            .map(|w| WindowSpec::parse(w).map_err(Error::Config))
+            .collect::<Result<_>>()?,
+    );
+    let metrics = Arc::new(StreamMetrics::default());
+    if !cfg.stream.metrics_addr.is_empty() {
+        crate::metrics::serve(cfg.stream.metrics_addr.clone(), metrics.clone()).await?;
+    }
+    let t = &cfg.topics;
+    let out_parts = tokio::task::block_in_place(|| {
+        kafka::partition_counts(&cfg.kafka, &[&t.product_sales, &t.windowed_product_sales, &t.late_sales, &t.dlq])
+    })?;
+    let acks = Arc::new(Mutex::new(Acks::default()));
+    let producer = kafka::idempotent_producer(&cfg.kafka, acks.clone())?;
+
+    let ctx = StreamContext { changes: Mutex::new(Vec::new()), metrics: metrics.clone(), topic: t.product_sales.clone() };
+    let mut c = kafka::client_config(&cfg.kafka);
+    c.set("group.id", &cfg.stream.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("statistics.interval.ms", "5000");
+    if !cfg.kafka.properties.contains_key("session.timeout.ms") {
+        c.set("session.timeout.ms", "10000");
+    }
+    let consumer: StreamConsumer<StreamContext> =
+        c.create_with_context(ctx).map_err(kafka::err(&cfg.kafka, "create consumer"))?;
+    consumer
+        .subscribe(&[&t.product_sales])
+        .map_err(kafka::err(&cfg.kafka, format!("subscribe to {}", t.product_sales)))?;
+    tracing::info!(message = "Streaming.", topic = %t.product_sales, group = %cfg.stream.group_id, lake = %lake.url, windows = ?cfg.stream.windows);
+
+    let mut job = Job {
+        cfg,
+        lake,
+        schema_window: registry.id(SchemaKind::WindowedSales)?,
+        registry,
+        specs,
+        lateness: micros(cfg.stream.allowed_lateness),
+        metrics,
+        producer,
+        acks,
+        out_parts,
+        output_offsets: BTreeMap::new(),
+        parts: HashMap::new(),
+        total: Counters::default(),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            m = consumer.recv() => {
+                job.apply_changes(&consumer).await?;
+                match m {
+                    Ok(m) => job.on_message(&m, &consumer).await?,
+                    Err(KafkaError::PartitionEOF(p)) => {
+                        if let Some(part) = job.parts.get_mut(&p) {
+                            part.at_end = true;
+                        }
+                    }
+                    Err(e) => return Err(kafka::err(&cfg.kafka, "consume")(e)),
+                }
+            }
+            _ = tick.tick() => {
+                job.apply_changes(&consumer).await?;
+                job.on_tick(&consumer).await?;
+            }
+        }
+        if shutdown.is_raised() {
+            break;
+        }
+        if opts.until_idle && !job.parts.is_empty() && job.parts.values().all(|p| p.at_end) {
+            break;
+        }
+    }
+    let ids: Vec<i32> = job.parts.keys().copied().collect();
+    for p in ids {
+        let mut part = job.parts.remove(&p).ok_or_else(|| Error::Internal("partition vanished".into()))?;
+        if opts.until_idle {
+            part.windows.flush_all(&mut part.closed);
+            part.dirty = true;
+        }
+        job.flush(&mut part, &consumer).await?;
+        job.parts.insert(p, part);
+    }
+    let total = job.total;
+    tracing::info!(
+        message = "Stream stopped.",
+        consumed = total.consumed,
+        aggregated = total.aggregated,
+        late = total.late,
+        dead_lettered = total.dead_lettered,
+        windows_out = job.metrics.windows_out.load(Ordering::Relaxed),
+    );
+    consumer.unsubscribe();
+    Ok(total)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+struct Job<'a> {
+    cfg: &'a Config,
+    lake: Lake,
+    registry: Registry,
+    schema_window: u32,
+    specs: Arc<Vec<WindowSpec>>,
+    lateness: i64,
+    metrics: Arc<StreamMetrics>,
+    producer: ThreadedProducer<AckContext>,
+    acks: Arc<Mutex<Acks>>,
+    out_parts: HashMap<String, i32>,
+    /// The next offset of every output partition we have written to (max over runs).
+    output_offsets: BTreeMap<String, i64>,
+    parts: HashMap<i32, Part>,
+    total: Counters,
+}
+
+fn state_dir(cfg: &Config) -> String {
+    format!("_state/stream/{}/{}", cfg.stream.group_id, cfg.topics.product_sales)
+}
+
+impl Job<'_> {
+    fn checkpoint_path(&self, p: i32) -> String {
+        format!("{}/p{p}.json", state_dir(self.cfg))
+    }
+    fn intent_path(&self, p: i32) -> String {
+        format!("{}/p{p}.intent.json", state_dir(self.cfg))
+    }
+
+    async fn apply_changes(&mut self, consumer: &StreamConsumer<StreamContext>) -> Result<()> {
+        let changes: Vec<Change> = match consumer.context().changes.lock() {
+            Ok(mut c) => std::mem::take(&mut *c),
+            Err(_) => return Err(Error::Internal("rebalance lock poisoned".into())),
+        };
+        for ch in changes {
+            match ch {
+                Change::Revoke(ps) => {
+                    for p in ps {
+                        // The next owner resumes from our last checkpoint.
+                        self.parts.remove(&p);
+                        tracing::info!(message = "Partition revoked.", partition = p);
+                    }
+                }
+                Change::Assign(ps) => {
+                    for p in ps {
+                        if !self.parts.contains_key(&p) {
+                            let part = self.recover(p).await?;
+                            self.parts.insert(p, part);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads a partition from its checkpoint, undoing an unfinished flush.
+    async fn recover(&mut self, p: i32) -> Result<Part> {
+        let ck: Option<Checkpoint> = match self.lake.get(&self.checkpoint_path(p)).await? {
+            Some(b) => Some(serde_json::from_slice(&b).map_err(|e| {
+                Error::Internal(format!("checkpoint {} unreadable: {e}", self.checkpoint_path(p)))
+            })?),
+            None => None,
+        };
+        let seq = ck.as_ref().map_or(0, |c| c.seq);
+        if let Some(b) = self.lake.get(&self.intent_path(p)).await? {
+            if let Ok(intent) = serde_json::from_slice::<Intent>(&b) {
+                if intent.seq > seq {
+                    for f in &intent.files {
+                        self.lake.delete(f).await?;
+                    }
+                    tracing::info!(message = "Removed the files of an unfinished flush.", partition = p, files = intent.files.len());
+                }
+            }
+            self.lake.delete(&self.intent_path(p)).await?;
+        }
+        let offsets = ck.as_ref().map(|c| c.output_offsets.clone()).unwrap_or_default();
+        let already_sent = tokio::task::block_in_place(|| self.scan_sent(p, &offsets))?;
+        if !already_sent.is_empty() {
+            tracing::info!(message = "Found outputs sent after the last checkpoint; they will not be sent again.", partition = p, messages = already_sent.len());
+        }
+        let windows = match &ck {
+            Some(c) => Windows::restore(self.specs.clone(), self.lateness, c.windows.clone()),
+            None => Windows::new(self.specs.clone(), self.lateness),
+        };
+        tracing::info!(message = "Partition assigned.", partition = p, next_offset = ?ck.as_ref().and_then(|c| c.next_offset), checkpoint_seq = seq);
+        let now = Instant::now();
+        Ok(Part {
+            partition: p,
+            windows,
+            seq,
+            next_offset: ck.as_ref().and_then(|c| c.next_offset),
+            flush_start: ck.as_ref().and_then(|c| c.next_offset),
+            counters: ck.as_ref().map(|c| c.counters).unwrap_or_default(),
+            raw: vec![],
+            late: vec![],
+            closed: vec![],
+            out: vec![],
+            buffered_bytes: 0,
+            span_started: now,
+            last_event: now,
+            at_end: false,
+            dirty: false,
+            already_sent,
+        })
+    }
+
+    /// Idempotency keys of this group's partition `p` in the outputs after `from`. Blocking.
+    fn scan_sent(&self, p: i32, from: &BTreeMap<String, i64>) -> Result<HashSet<String>> {
+        let t = &self.cfg.topics;
+        let mut assignment = Vec::new();
+        for topic in [&t.windowed_product_sales, &t.late_sales, &t.dlq] {
+            for q in 0..self.out_parts[topic] {
+                let o = from.get(&format!("{topic}/{q}")).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                assignment.push((topic.clone(), q, o));
+            }
+        }
+        let (group, part) = (self.cfg.stream.group_id.as_str(), p.to_string());
+        let mut keys = HashSet::new();
+        kafka::read_to_end(&self.cfg.kafka, "jobs-stream-recovery", &assignment, "stream outputs for recovery", |m| {
+            let Some(h) = m.headers() else { return };
+            let (mut g, mut sp, mut key) = (None, None, None);
+            for hd in h.iter() {
+                let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
+                match hd.key {
+                    "jobs.group" => g = v,
+                    "jobs.source_partition" => sp = v,
+                    "jobs.idempotency_key" => key = v,
+                    _ => {}
+                }
+            }
+            if g == Some(group) && sp == Some(part.as_str()) {
+                if let Some(k) = key {
+                    keys.insert(k.to_string());
+                }
+            }
+        })?;
+        Ok(keys)
+    }
+
+    async fn on_message(&mut self, m: &BorrowedMessage<'_>, consumer: &StreamConsumer<StreamContext>) -> Result<()> {
+        let p = m.partition();
+        let Some(part) = self.parts.get_mut(&p) else {
+            return Ok(()); // not ours (any more)
+        };
+        let offset = m.offset();
+        if part.next_offset.is_some_and(|n| offset < n) {
+            return Ok(()); // covered by the checkpoint
+        }
+        part.at_end = false;
+        part.dirty = true;
+        part.last_event = Instant::now();
+        part.counters.consumed += 1;
+        self.total.consumed += 1;
+        self.metrics.events_in.fetch_add(1, Ordering::Relaxed);
+        let payload = m.payload().unwrap_or_default();
+        part.buffered_bytes += payload.len() * 4 + 64;
+        match decode_sale(&self.registry, payload) {
+            Err(reason) => {
+                part.counters.dead_lettered += 1;
+                self.total.dead_lettered += 1;
+                self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                part.out.push(OutMsg {
+                    topic: self.cfg.topics.dlq.clone(),
+                    key: m.key().unwrap_or_default().to_vec(),
+                    value: payload.to_vec(),
+                    idempotency_key: format!("dlq|{p}|{offset}"),
+                    headers: vec![
+                        ("jobs.stage", "stream".into()),
+                        ("jobs.reason", reason),
+                        ("jobs.topic", m.topic().into()),
+                        ("jobs.partition", p.to_string()),
+                        ("jobs.offset", offset.to_string()),
+                    ],
+                });
+            }
+            Ok(sale) => match part.windows.record(&sale) {
+                Outcome::Aggregated => {
+                    part.counters.aggregated += 1;
+                    self.total.aggregated += 1;
+                    self.metrics.aggregated.fetch_add(1, Ordering::Relaxed);
+                    part.raw.push(SourcedSale { sale, partition: p, offset, watermark: None });
+                }
+                Outcome::Late { watermark } => {
+                    part.counters.late += 1;
+                    self.total.late += 1;
+                    self.metrics.late.fetch_add(1, Ordering::Relaxed);
+                    part.out.push(OutMsg {
+                        topic: self.cfg.topics.late_sales.clone(),
+                        key: m.key().unwrap_or_default().to_vec(),
+                        value: payload.to_vec(),
+                        idempotency_key: format!("late|{p}|{offset}"),
+                        headers: vec![("jobs.watermark", crate::records::rfc3339_micros(watermark))],
+                    });
+                    let s = SourcedSale { sale, partition: p, offset, watermark: Some(watermark) };
+                    part.raw.push(s.clone());
+                    part.late.push(s);
+                }
+            },
+        }
+        part.next_offset = Some(offset + 1);
+        if part.flush_start.is_none() {
+            part.flush_start = Some(offset);
+        }
+        part.windows.advance(&mut part.closed);
+        if part.buffered_bytes >= self.cfg.stream.roll_bytes {
+            let mut part = self.parts.remove(&p).ok_or_else(|| Error::Internal("partition vanished".into()))?;
+            let r = self.flush(&mut part, consumer).await;
+            self.parts.insert(p, part);
+            r?;
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self, consumer: &StreamConsumer<StreamContext>) -> Result<()> {
+        // Idle partitions follow the slowest active one, so one quiet partition does not
+        // hold its windows open forever.
+        let idle = self.cfg.stream.idle_timeout;
+        let active_wm = self
+            .parts
+            .values()
+            .filter(|p| p.last_event.elapsed() < idle && p.windows.max_event_time().is_some())
+            .map(|p| p.windows.watermark())
+            .min();
+        let ids: Vec<i32> = self.parts.keys().copied().collect();
+        for p in ids {
+            let mut part = self.parts.remove(&p).ok_or_else(|| Error::Internal("partition vanished".into()))?;
+            if let Some(wm) = active_wm {
+                if part.last_event.elapsed() >= idle && part.at_end && part.windows.watermark() < wm {
+                    let before = part.closed.len();
+                    part.windows.advance_to(wm, &mut part.closed);
+                    if part.closed.len() > before {
+                        part.dirty = true;
+                    }
+                }
+            }
+            if let Ok(mut g) = self.metrics.partitions.lock() {
+                let e = g.entry(p).or_insert_with(PartitionGauges::default);
+                e.watermark_micros = part.windows.watermark();
+                e.next_offset = part.next_offset.unwrap_or(0);
+            }
+            let due = part.span_started.elapsed() >= self.cfg.stream.roll_interval;
+            let r = if due && part.dirty { self.flush(&mut part, consumer).await } else { Ok(()) };
+            self.parts.insert(p, part);
+            r?;
+        }
+        let open: usize = self.parts.values().map(|p| p.windows.open_keys()).sum();
+        self.metrics.open_keys.store(open as i64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Files, outputs, checkpoint: see the module docs.
+    async fn flush(&mut self, part: &mut Part, consumer: &StreamConsumer<StreamContext>) -> Result<()> {
+        let started = Instant::now();
+        let p = part.partition;
+        let seq = part.seq + 1;
+        let start = part.flush_start.or(part.next_offset).unwrap_or(0);
+        let name = format!("part-p{p:03}-s{seq:08}-o{start:020}.parquet");
+        // Encode the files (CPU) before touching the lake.
+        let files: Vec<(String, Vec<u8>)> = tokio::task::block_in_place(|| -> Result<_> {
+            let mut files = Vec::new();
+            for (dir, b) in outputs::window_files(&self.specs, &part.closed)? {
+                files.push((format!("{dir}/{name}"), lake::parquet_bytes(&[b])?));
+            }
+            for (dir, b) in outputs::sales_files("sales_raw", &part.raw, false)? {
+                files.push((format!("{dir}/{name}"), lake::parquet_bytes(&[b])?));
+            }
+            for (dir, b) in outputs::sales_files("late_sales", &part.late, true)? {
+                files.push((format!("{dir}/{name}"), lake::parquet_bytes(&[b])?));
+            }
+            Ok(files)
+        })?;
+        let intent = Intent { seq, files: files.iter().map(|f| f.0.clone()).collect() };
+        self.lake
+            .put(&self.intent_path(p), serde_json::to_vec(&intent).unwrap_or_default())
+            .await?;
+        let bytes: usize = files.iter().map(|f| f.1.len()).sum();
+        let n_files = files.len();
+        futures::future::try_join_all(files.into_iter().map(|(path, data)| {
+            let lake = &self.lake;
+            async move { lake.put(&path, data).await }
+        }))
+        .await?;
+
+        // Kafka outputs: windows in emission order, then late events and dead letters.
+        let mut w = Writer::default();
+        let mut msgs = Vec::with_capacity(part.closed.len() + part.out.len());
+        for c in &part.closed {
+            let spec = &self.specs[c.spec];
+            msgs.push(OutMsg {
+                topic: self.cfg.topics.windowed_product_sales.clone(),
+                key: c.product_id.to_string().into_bytes(),
+                value: outputs::window_value(self.cfg.stream.output_format, self.schema_window, spec, c, &mut w),
+                idempotency_key: outputs::window_key(spec, c),
+                headers: vec![],
+            });
+        }
+        msgs.append(&mut part.out);
+        let (group, sp) = (self.cfg.stream.group_id.clone(), p.to_string());
+        let mut skipped = 0usize;
+        tokio::task::block_in_place(|| -> Result<()> {
+            for m in &msgs {
+                if part.already_sent.contains(&m.idempotency_key) {
+                    skipped += 1;
+                    continue;
+                }
+                let mut h = OwnedHeaders::new_with_capacity(3 + m.headers.len())
+                    .insert(Header { key: "jobs.idempotency_key", value: Some(m.idempotency_key.as_str()) })
+                    .insert(Header { key: "jobs.group", value: Some(group.as_str()) })
+                    .insert(Header { key: "jobs.source_partition", value: Some(sp.as_str()) });
+                for (k, v) in &m.headers {
+                    h = h.insert(Header { key: k, value: Some(v.as_str()) });
+                }
+                let n = self.out_parts.get(&m.topic).copied().unwrap_or(1);
+                let q = partition_for(&m.key, n);
+                kafka::send(
+                    &self.producer,
+                    BaseRecord::to(&m.topic).key(m.key.as_slice()).partition(q).payload(m.value.as_slice()).headers(h),
+                )
+                .map_err(kafka::err(&self.cfg.kafka, format!("send to {}", m.topic)))?;
+            }
+            self.producer
+                .flush(Duration::from_secs(120))
+                .map_err(kafka::err(&self.cfg.kafka, "wait for output acknowledgements"))?;
+            let mut acks = self.acks.lock().map_err(|_| Error::Internal("acks lock poisoned".into()))?;
+            if let Some(first) = acks.errors.first() {
+                return Err(Error::Kafka {
+                    brokers: self.cfg.kafka.brokers.clone(),
+                    what: format!("{} output messages not delivered, first: {first}; the checkpoint did not move", acks.errors.len()),
+                    source: KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::Fail),
+                });
+            }
+            for ((t, q), next) in acks.next_offsets.drain() {
+                let e = self.output_offsets.entry(format!("{t}/{q}")).or_insert(0);
+                *e = (*e).max(next);
+            }
+            Ok(())
+        })?;
+
+        let ck = Checkpoint {
+            seq,
+            next_offset: part.next_offset,
+            counters: part.counters,
+            output_offsets: self.output_offsets.clone(),
+            windows: part.windows.state(),
+        };
+        let ck_bytes = serde_json::to_vec(&ck).map_err(|e| Error::Internal(format!("checkpoint: {e}")))?;
+        self.lake.put(&self.checkpoint_path(p), ck_bytes).await?;
+        self.lake.delete(&self.intent_path(p)).await?;
+        if let Some(next) = part.next_offset {
+            let mut tpl = TopicPartitionList::new();
+            let _ = tpl.add_partition_offset(&self.cfg.topics.product_sales, p, Offset::Offset(next));
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(message = "Progress commit failed (the checkpoint is the truth).", error = %e);
+            }
+        }
+        let windows_out = part.closed.len();
+        self.metrics.windows_out.fetch_add(windows_out as u64, Ordering::Relaxed);
+        self.metrics.files_written.fetch_add(n_files as u64, Ordering::Relaxed);
+        self.metrics.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.metrics.checkpoint_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        tracing::debug!(
+            message = "Flushed and checkpointed.",
+            partition = p,
+            seq,
+            next_offset = ?part.next_offset,
+            files = n_files,
+            bytes,
+            windows = windows_out,
+            skipped_already_sent = skipped,
+            ms = started.elapsed().as_millis() as u64,
+        );
+        part.seq = seq;
+        part.flush_start = part.next_offset;
+        part.raw.clear();
+        part.late.clear();
+        part.closed.clear();
+        part.already_sent.clear();
+        part.buffered_bytes = 0;
+        part.span_started = Instant::now();
+        part.dirty = false;
+        Ok(())
+    }
+}
+
+/// Decodes and validates one message; the error is the dead-letter reason.
+fn decode_sale(registry: &Registry, payload: &[u8]) -> std::result::Result<ProductSale, String> {
+    let (id, body) = avro::unframe(payload).map_err(|e| e.to_string())?;
+    match registry.kind(id) {
+        Some(SchemaKind::ProductSale) => {}
+        Some(other) => return Err(format!("schema id {id} is {}, not a sale", other.file())),
+        None => return Err(format!("unknown schema id {id}")),
+    }
+    let mut r = Reader::new(body);
+    let s = ProductSale::decode(&mut r).map_err(|e| e.to_string())?;
+    r.finish().map_err(|e| e.to_string())?;
+    if s.quantity_sold < 0 {
+        return Err(format!("quantity_sold is negative: {}", s.quantity_sold));
+    }
+    if s.price_per_unit_cents < 0 {
+        return Err(format!("price_per_unit is negative: {}", crate::records::format_cents(s.price_per_unit_cents)));
+    }
+    Ok(s)
+}

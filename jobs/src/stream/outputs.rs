@@ -1,0 +1,258 @@
+//! What the stream writes: Arrow batches for the lake tables (`sales_windows`, `sales_raw`,
+//! `late_sales`) with their Hive paths, and the Kafka messages for closed windows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    Decimal128Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, Datelike, Timelike};
+use serde_json::value::RawValue;
+
+use super::window::{ClosedWindow, WindowSpec};
+use crate::config::OutputFormat;
+use crate::io::avro::Writer;
+use crate::records::{ProductSale, format_cents, rfc3339_micros};
+use crate::{Error, Result};
+
+/// A valid sale with where it came from.
+#[derive(Debug, Clone)]
+pub struct SourcedSale {
+    pub sale: ProductSale,
+    pub partition: i32,
+    pub offset: i64,
+    /// For late sales: the watermark it missed.
+    pub watermark: Option<i64>,
+}
+
+fn ts(micros: i64) -> DateTime<chrono::Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+fn date(micros: i64) -> String {
+    let d = ts(micros);
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+}
+
+fn ts_field(name: &str) -> Field {
+    // Naive (no time zone) microsecond timestamps holding UTC: DuckDB reads TIMESTAMP.
+    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, None), false)
+}
+
+/// The `sales_windows` schema.
+pub fn windows_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        ts_field("window_start"),
+        ts_field("window_end"),
+        Field::new("window_spec", DataType::Utf8, false),
+        Field::new("product_id", DataType::Int64, false),
+        Field::new("product_name", DataType::Utf8, false),
+        Field::new("brand", DataType::Utf8, false),
+        Field::new("product_category", DataType::Utf8, false),
+        Field::new("total_quantity_sold", DataType::Int64, false),
+        Field::new("total_revenue", DataType::Decimal128(18, 2), false),
+        Field::new("order_count", DataType::Int64, false),
+    ]))
+}
+
+/// The `sales_raw` (and, with `watermark`, `late_sales`) schema.
+pub fn sales_schema(late: bool) -> Arc<Schema> {
+    let mut f = vec![
+        Field::new("transaction_id", DataType::Int64, false),
+        Field::new("product_id", DataType::Int64, false),
+        Field::new("product_name", DataType::Utf8, false),
+        Field::new("product_category", DataType::Utf8, false),
+        Field::new("brand", DataType::Utf8, false),
+        Field::new("quantity_sold", DataType::Int32, false),
+        Field::new("price_per_unit", DataType::Decimal128(12, 2), false),
+        ts_field("transaction_date"),
+        Field::new("customer_id", DataType::Int64, true),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("card_type", DataType::Utf8, true),
+        Field::new("kafka_partition", DataType::Int32, false),
+        Field::new("kafka_offset", DataType::Int64, false),
+    ];
+    if late {
+        f.push(ts_field("watermark"));
+    }
+    Arc::new(Schema::new(f))
+}
+
+fn batch(schema: Arc<Schema>, cols: Vec<ArrayRef>) -> Result<RecordBatch> {
+    RecordBatch::try_new(schema, cols).map_err(|e| Error::Internal(format!("arrow batch: {e}")))
+}
+
+fn dec(b: Decimal128Builder, p: u8, s: i8) -> Result<ArrayRef> {
+    let mut b = b;
+    Ok(Arc::new(b.finish().with_precision_and_scale(p, s).map_err(|e| Error::Internal(e.to_string()))?))
+}
+
+/// Closed windows grouped by their Hive folder, `sales_windows/window=../date=../hour=..`.
+pub fn window_files(specs: &[WindowSpec], rows: &[ClosedWindow]) -> Result<BTreeMap<String, RecordBatch>> {
+    let mut groups: BTreeMap<String, Vec<&ClosedWindow>> = BTreeMap::new();
+    for r in rows {
+        let t = ts(r.start);
+        let dir = format!("sales_windows/window={}/date={}/hour={}", specs[r.spec].name, date(r.start), t.hour());
+        groups.entry(dir).or_default().push(r);
+    }
+    let mut out = BTreeMap::new();
+    for (dir, rows) in groups {
+        let n = rows.len();
+        let (mut start, mut end) = (TimestampMicrosecondBuilder::with_capacity(n), TimestampMicrosecondBuilder::with_capacity(n));
+        let mut spec = StringBuilder::new();
+        let mut pid = Int64Builder::with_capacity(n);
+        let (mut name, mut brand, mut cat) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut qty, mut orders) = (Int64Builder::with_capacity(n), Int64Builder::with_capacity(n));
+        let mut rev = Decimal128Builder::with_capacity(n);
+        for r in rows {
+            start.append_value(r.start);
+            end.append_value(r.end);
+            spec.append_value(&specs[r.spec].name);
+            pid.append_value(r.product_id);
+            name.append_value(&r.info.name);
+            brand.append_value(&r.info.brand);
+            cat.append_value(&r.info.category);
+            qty.append_value(r.agg.quantity);
+            rev.append_value(i128::from(r.agg.revenue_cents));
+            orders.append_value(r.agg.orders);
+        }
+        let b = batch(
+            windows_schema(),
+            vec![
+                Arc::new(start.finish()),
+                Arc::new(end.finish()),
+                Arc::new(spec.finish()),
+                Arc::new(pid.finish()),
+                Arc::new(name.finish()),
+                Arc::new(brand.finish()),
+                Arc::new(cat.finish()),
+                Arc::new(qty.finish()),
+                dec(rev, 18, 2)?,
+                Arc::new(orders.finish()),
+            ],
+        )?;
+        out.insert(dir, b);
+    }
+    Ok(out)
+}
+
+/// Sales grouped by `<table>/date=..` folder.
+pub fn sales_files(table: &str, rows: &[SourcedSale], late: bool) -> Result<BTreeMap<String, RecordBatch>> {
+    let mut groups: BTreeMap<String, Vec<&SourcedSale>> = BTreeMap::new();
+    for r in rows {
+        groups.entry(format!("{table}/date={}", date(r.sale.transaction_date_micros))).or_default().push(r);
+    }
+    let mut out = BTreeMap::new();
+    for (dir, rows) in groups {
+        let n = rows.len();
+        let (mut tid, mut pid, mut cust, mut off) = (
+            Int64Builder::with_capacity(n),
+            Int64Builder::with_capacity(n),
+            Int64Builder::with_capacity(n),
+            Int64Builder::with_capacity(n),
+        );
+        let (mut name, mut cat, mut brand, mut country, mut card) =
+            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut qty, mut part) = (Int32Builder::with_capacity(n), Int32Builder::with_capacity(n));
+        let mut price = Decimal128Builder::with_capacity(n);
+        let (mut when, mut wm) = (TimestampMicrosecondBuilder::with_capacity(n), TimestampMicrosecondBuilder::with_capacity(n));
+        for r in rows {
+            let s = &r.sale;
+            tid.append_value(s.transaction_id);
+            pid.append_value(s.product_id);
+            name.append_value(&s.product_name);
+            cat.append_value(&s.product_category);
+            brand.append_value(&s.brand);
+            qty.append_value(s.quantity_sold);
+            price.append_value(i128::from(s.price_per_unit_cents));
+            when.append_value(s.transaction_date_micros);
+            cust.append_option(s.customer_id);
+            country.append_option(s.country.as_deref());
+            card.append_option(s.card_type.as_deref());
+            part.append_value(r.partition);
+            off.append_value(r.offset);
+            wm.append_value(r.watermark.unwrap_or(i64::MIN));
+        }
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(tid.finish()),
+            Arc::new(pid.finish()),
+            Arc::new(name.finish()),
+            Arc::new(cat.finish()),
+            Arc::new(brand.finish()),
+            Arc::new(qty.finish()),
+            dec(price, 12, 2)?,
+            Arc::new(when.finish()),
+            Arc::new(cust.finish()),
+            Arc::new(country.finish()),
+            Arc::new(card.finish()),
+            Arc::new(part.finish()),
+            Arc::new(off.finish()),
+        ];
+        if late {
+            cols.push(Arc::new(wm.finish()));
+        }
+        out.insert(dir, batch(sales_schema(late), cols)?);
+    }
+    Ok(out)
+}
+
+/// The idempotency key of a window message: the same window of the same product always
+/// has the same key, so a consumer (or our own recovery) can drop repeats.
+pub fn window_key(spec: &WindowSpec, w: &ClosedWindow) -> String {
+    format!("window|{}|{}|{}", spec.name, w.start, w.product_id)
+}
+
+/// The Kafka value of a closed window.
+pub fn window_value(format: OutputFormat, schema_id: u32, spec: &WindowSpec, w: &ClosedWindow, buf: &mut Writer) -> Vec<u8> {
+    match format {
+        OutputFormat::Avro => {
+            buf.start_framed(schema_id);
+            buf.string(&spec.name);
+            buf.long(w.start);
+            buf.long(w.end);
+            buf.long(w.product_id);
+            buf.string(&w.info.name);
+            buf.string(&w.info.brand);
+            buf.string(&w.info.category);
+            buf.long(w.agg.quantity);
+            buf.decimal(w.agg.revenue_cents);
+            buf.long(w.agg.orders);
+            buf.buf.clone()
+        }
+        OutputFormat::Json => {
+            #[derive(serde::Serialize)]
+            struct J<'a> {
+                window: &'a str,
+                window_start: String,
+                window_end: String,
+                product_id: i64,
+                product_name: &'a str,
+                brand: &'a str,
+                product_category: &'a str,
+                total_quantity_sold: i64,
+                total_revenue: &'a RawValue,
+                order_count: i64,
+            }
+            let rev = RawValue::from_string(format_cents(w.agg.revenue_cents)).unwrap_or_else(|_| {
+                // format_cents always yields a valid JSON number.
+                RawValue::from_string("0".into()).expect("0 is JSON")
+            });
+            serde_json::to_vec(&J {
+                window: &spec.name,
+                window_start: rfc3339_micros(w.start),
+                window_end: rfc3339_micros(w.end),
+                product_id: w.product_id,
+                product_name: &w.info.name,
+                brand: &w.info.brand,
+                product_category: &w.info.category,
+                total_quantity_sold: w.agg.quantity,
+                total_revenue: &rev,
+                order_count: w.agg.orders,
+            })
+            .unwrap_or_default()
+        }
+    }
+}

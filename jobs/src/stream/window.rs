@@ -1,0 +1,379 @@
+//! The window core: synchronous and pure. Event-time tumbling and sliding windows per
+//! product, a watermark, lateness, and the state a checkpoint saves. No IO, no async.
+//!
+//! Rules, per source partition (a product's events all live in one partition, so its
+//! aggregates are complete within it, and every decision below depends only on the
+//! partition's own event order: a replay after a crash decides exactly the same):
+//! - watermark = max event time seen - allowed lateness;
+//! - an event older than the watermark is **late**: it goes to the late output and into no
+//!   window; any other event goes into every window that contains it, none of which has
+//!   been emitted (its end is after the event, hence after the watermark);
+//! - a window is emitted **once**, when the watermark reaches its end, or at the end of
+//!   input (`flush_all`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::ProductSale;
+
+/// A window shape: tumbling when `slide == size`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    /// The name used in the lake (`window=<name>`) and in output records: `1h`, `1d`,
+    /// `1h_every_5m`.
+    pub name: String,
+    pub size_micros: i64,
+    pub slide_micros: i64,
+}
+
+impl WindowSpec {
+    /// Parses `1h` (tumbling) or `1h/5m` (sliding: size/slide), humantime units.
+    pub fn parse(text: &str) -> Result<WindowSpec, String> {
+        let dur = |t: &str| -> Result<i64, String> {
+            let d = humantime::parse_duration(t.trim())
+                .map_err(|e| format!("window {text:?}: {e}"))?;
+            let m = i64::try_from(d.as_micros()).map_err(|_| format!("window {text:?} too long"))?;
+            if m <= 0 {
+                return Err(format!("window {text:?} must be longer than zero"));
+            }
+            Ok(m)
+        };
+        let (size, slide, name) = match text.split_once('/') {
+            Some((a, b)) => (dur(a)?, dur(b)?, format!("{}_every_{}", a.trim(), b.trim())),
+            None => (dur(text)?, dur(text)?, text.trim().to_string()),
+        };
+        if slide > size || size % slide != 0 {
+            return Err(format!("window {text:?}: the slide must divide the size"));
+        }
+        if (86_400_000_000 % slide != 0) && (slide % 86_400_000_000 != 0) {
+            return Err(format!("window {text:?}: the slide must divide a day (or be whole days)"));
+        }
+        Ok(WindowSpec { name, size_micros: size, slide_micros: slide })
+    }
+
+    /// Starts of the windows that contain `ts`, oldest first.
+    pub fn starts(&self, ts: i64) -> impl Iterator<Item = i64> + '_ {
+        let last = ts.div_euclid(self.slide_micros) * self.slide_micros;
+        let n = self.size_micros / self.slide_micros;
+        (0..n).rev().map(move |k| last - k * self.slide_micros)
+    }
+}
+
+/// What a product is called; shared by all its windows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductInfo {
+    pub name: String,
+    pub brand: String,
+    pub category: String,
+}
+
+/// A running aggregate. Revenue in cents: exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agg {
+    pub quantity: i64,
+    pub revenue_cents: i64,
+    pub orders: i64,
+}
+
+/// A window that closed: one row per product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedWindow {
+    pub spec: usize,
+    pub start: i64,
+    pub end: i64,
+    pub product_id: i64,
+    pub info: Arc<ProductInfo>,
+    pub agg: Agg,
+}
+
+/// Where an event went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Aggregated,
+    /// Older than the watermark, which is given.
+    Late { watermark: i64 },
+}
+
+/// One partition's windows.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    specs: Arc<Vec<WindowSpec>>,
+    lateness: i64,
+    /// Max event time seen; `None` before the first event.
+    max_ts: Option<i64>,
+    /// Everything up to here was emitted (the watermark at the last `advance`).
+    emitted_to: i64,
+    /// Open windows by (end, spec, start) -> product -> aggregate.
+    open: BTreeMap<(i64, usize, i64), HashMap<i64, Agg>>,
+    products: HashMap<i64, Arc<ProductInfo>>,
+}
+
+/// The serialisable form of [`Windows`], stored in checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WindowState {
+    pub max_ts: Option<i64>,
+    pub emitted_to: i64,
+    /// (end, spec, start, product, quantity, revenue_cents, orders)
+    pub open: Vec<(i64, usize, i64, i64, i64, i64, i64)>,
+    pub products: Vec<(i64, ProductInfo)>,
+}
+
+impl Windows {
+    pub fn new(specs: Arc<Vec<WindowSpec>>, lateness_micros: i64) -> Self {
+        Windows {
+            specs,
+            lateness: lateness_micros,
+            max_ts: None,
+            emitted_to: i64::MIN,
+            open: BTreeMap::new(),
+            products: HashMap::new(),
+        }
+    }
+
+    /// The watermark: max event time - lateness (i64::MIN before any event).
+    pub fn watermark(&self) -> i64 {
+        self.max_ts.map_or(i64::MIN, |m| m - self.lateness).max(self.emitted_to)
+    }
+
+    /// Max event time seen.
+    pub fn max_event_time(&self) -> Option<i64> {
+        self.max_ts
+    }
+
+    /// Number of open (window, product) aggregates.
+    pub fn open_keys(&self) -> usize {
+        self.open.values().map(|m| m.len()).sum()
+    }
+
+    /// Records one valid sale.
+    pub fn record(&mut self, s: &ProductSale) -> Outcome {
+        let ts = s.transaction_date_micros;
+        let wm = self.watermark();
+        if ts < wm {
+            return Outcome::Late { watermark: wm };
+        }
+        self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
+        if !self.products.contains_key(&s.product_id)
+            || self.products[&s.product_id].name != s.product_name
+        {
+            self.products.insert(
+                s.product_id,
+                Arc::new(ProductInfo {
+                    name: s.product_name.clone(),
+                    brand: s.brand.clone(),
+                    category: s.product_category.clone(),
+                }),
+            );
+        }
+        let revenue = i64::from(s.quantity_sold) * s.price_per_unit_cents;
+        for (i, spec) in self.specs.iter().enumerate() {
+            for start in spec.starts(ts) {
+                let end = start + spec.size_micros;
+                let agg = self
+                    .open
+                    .entry((end, i, start))
+                    .or_default()
+                    .entry(s.product_id)
+                    .or_default();
+                agg.quantity += i64::from(s.quantity_sold);
+                agg.revenue_cents += revenue;
+                agg.orders += 1;
+            }
+        }
+        Outcome::Aggregated
+    }
+
+    /// Emits, into `out`, every window whose end the watermark has reached.
+    pub fn advance(&mut self, out: &mut Vec<ClosedWindow>) {
+        let wm = self.watermark();
+        self.close_through(wm, out);
+    }
+
+    /// Moves the watermark to at least `to` (an idle partition following the others) and
+    /// emits what that closes.
+    pub fn advance_to(&mut self, to: i64, out: &mut Vec<ClosedWindow>) {
+        if to > self.emitted_to {
+            self.emitted_to = to;
+        }
+        self.advance(out);
+    }
+
+    /// End of input: emits every open window.
+    pub fn flush_all(&mut self, out: &mut Vec<ClosedWindow>) {
+        self.close_through(i64::MAX, out);
+    }
+
+    fn close_through(&mut self, wm: i64, out: &mut Vec<ClosedWindow>) {
+        while let Some(entry) = self.open.first_entry() {
+            let (end, spec, start) = *entry.key();
+            if end > wm {
+                break;
+            }
+            let mut rows: Vec<(i64, Agg)> = entry.remove().into_iter().collect();
+            rows.sort_unstable_by_key(|r| r.0);
+            for (product_id, agg) in rows {
+                let info = self.products.get(&product_id).cloned().unwrap_or_else(|| {
+                    // Every aggregated product was registered in `record`.
+                    Arc::new(ProductInfo { name: String::new(), brand: String::new(), category: String::new() })
+                });
+                out.push(ClosedWindow { spec, start, end, product_id, info, agg });
+            }
+        }
+        if wm > self.emitted_to {
+            self.emitted_to = wm;
+        }
+    }
+
+    /// The state to checkpoint.
+    pub fn state(&self) -> WindowState {
+        let mut open = Vec::with_capacity(self.open_keys());
+        for ((end, spec, start), m) in &self.open {
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort_unstable_by_key(|r| *r.0);
+            for (p, a) in rows {
+                open.push((*end, *spec, *start, *p, a.quantity, a.revenue_cents, a.orders));
+            }
+        }
+        let mut products: Vec<_> = self.products.iter().map(|(k, v)| (*k, (**v).clone())).collect();
+        products.sort_unstable_by_key(|p| p.0);
+        WindowState { max_ts: self.max_ts, emitted_to: self.emitted_to, open, products }
+    }
+
+    /// Restores from a checkpoint.
+    pub fn restore(specs: Arc<Vec<WindowSpec>>, lateness: i64, st: WindowState) -> Self {
+        let mut w = Windows::new(specs, lateness);
+        w.max_ts = st.max_ts;
+        w.emitted_to = st.emitted_to;
+        for (end, spec, start, p, q, r, o) in st.open {
+            w.open.entry((end, spec, start)).or_default().insert(p, Agg { quantity: q, revenue_cents: r, orders: o });
+        }
+        w.products = st.products.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000_000;
+    const M: i64 = 60_000_000;
+    const T0: i64 = 1_763_683_200_000_000; // 2025-11-21T00:00:00Z
+
+    fn sale(id: i64, product: i64, name: &str, qty: i32, cents: i64, ts: i64) -> ProductSale {
+        ProductSale {
+            transaction_id: id,
+            product_id: product,
+            product_name: name.into(),
+            product_category: "Laptop".into(),
+            brand: name.split(' ').next().unwrap().into(),
+            quantity_sold: qty,
+            price_per_unit_cents: cents,
+            transaction_date_micros: ts,
+            customer_id: None,
+            country: None,
+            card_type: None,
+        }
+    }
+
+    fn specs(s: &[&str]) -> Arc<Vec<WindowSpec>> {
+        Arc::new(s.iter().map(|x| WindowSpec::parse(x).unwrap()).collect())
+    }
+
+    #[test]
+    fn parses_tumbling_and_sliding_specs() {
+        let w = WindowSpec::parse("1h/5m").unwrap();
+        assert_eq!((w.name.as_str(), w.size_micros, w.slide_micros), ("1h_every_5m", H, 5 * M));
+        assert_eq!(w.starts(T0 + 7 * M).count(), 12);
+        assert_eq!(w.starts(T0 + 7 * M).last(), Some(T0 + 5 * M));
+        assert_eq!(w.starts(T0 + 7 * M).next(), Some(T0 + 5 * M - 11 * 5 * M));
+        assert!(WindowSpec::parse("1h/7m").is_err());
+        assert!(WindowSpec::parse("0s").is_err());
+        assert_eq!(WindowSpec::parse("1d").unwrap().starts(T0 + 5 * H).collect::<Vec<_>>(), vec![T0]);
+    }
+
+    #[test]
+    fn the_seed_example_aggregates_exactly() {
+        let mut w = Windows::new(specs(&["1h"]), 0);
+        w.record(&sale(3001, 1, "Dell Inspiron", 2, 5_000_000, T0 + 10 * M));
+        w.record(&sale(3002, 11, "Apple iPhone 12", 3, 8_000_000, T0 + 20 * M));
+        w.record(&sale(3003, 5, "Lenovo ThinkPad", 1, 6_500_000, T0 + 30 * M));
+        let mut out = vec![];
+        w.advance(&mut out);
+        assert!(out.is_empty(), "the hour is not over");
+        w.flush_all(&mut out);
+        let got: Vec<_> = out.iter().map(|c| (c.info.name.as_str(), c.agg.quantity, c.agg.revenue_cents, c.start, c.end)).collect();
+        assert_eq!(got, vec![
+            ("Dell Inspiron", 2, 10_000_000, T0, T0 + H),
+            ("Lenovo ThinkPad", 1, 6_500_000, T0, T0 + H),
+            ("Apple iPhone 12", 3, 24_000_000, T0, T0 + H),
+        ]);
+    }
+
+    #[test]
+    fn watermark_closes_windows_once_and_late_events_are_set_aside() {
+        let mut w = Windows::new(specs(&["1h"]), 10 * M);
+        w.record(&sale(1, 1, "Dell Inspiron", 1, 100, T0 + 5 * M));
+        let mut out = vec![];
+        // An event at 01:15 moves the watermark to 01:05: the 00:00 window closes.
+        w.record(&sale(2, 1, "Dell Inspiron", 1, 100, T0 + H + 15 * M));
+        w.advance(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].start, out[0].agg.quantity), (T0, 1));
+        // 00:59 is older than the watermark: late, in no window.
+        assert_eq!(w.record(&sale(3, 1, "Dell Inspiron", 1, 100, T0 + 59 * M)), Outcome::Late { watermark: T0 + H + 5 * M });
+        // 01:06 is within the lateness: aggregated.
+        assert_eq!(w.record(&sale(4, 1, "Dell Inspiron", 1, 100, T0 + H + 6 * M)), Outcome::Aggregated);
+        w.advance(&mut out);
+        assert_eq!(out.len(), 1, "nothing emitted twice");
+        w.flush_all(&mut out);
+        assert_eq!((out[1].start, out[1].agg.quantity, out[1].agg.orders), (T0 + H, 2, 2));
+    }
+
+    #[test]
+    fn sliding_windows_count_each_event_in_every_window_it_falls_in() {
+        let mut w = Windows::new(specs(&["1h/15m"]), 0);
+        w.record(&sale(1, 1, "Dell Inspiron", 2, 150, T0 + 20 * M));
+        let mut out = vec![];
+        w.flush_all(&mut out);
+        let starts: Vec<i64> = out.iter().map(|c| (c.start - T0) / M).collect();
+        assert_eq!(starts, vec![-45, -30, -15, 0]);
+        assert!(out.iter().all(|c| c.agg.revenue_cents == 300 && c.end - c.start == H));
+    }
+
+    #[test]
+    fn revenue_is_exact_over_millions_of_events() {
+        let mut w = Windows::new(specs(&["1d"]), 0);
+        for i in 0..2_000_000 {
+            w.record(&sale(i, 1, "Dell Inspiron", 1, 1999, T0 + (i % 1000) * M / 20));
+        }
+        let mut out = vec![];
+        w.flush_all(&mut out);
+        assert_eq!(out[0].agg.revenue_cents, 2_000_000 * 1999);
+    }
+
+    #[test]
+    fn checkpoint_round_trip_resumes_identically() {
+        let s = specs(&["1h", "1h/30m"]);
+        let mut a = Windows::new(s.clone(), 5 * M);
+        let events: Vec<_> = (0..200).map(|i| sale(i, i % 7, "Dell Inspiron", 1 + (i % 3) as i32, 100 + i, T0 + i * 3 * M / 2)).collect();
+        for e in &events[..120] {
+            a.record(e);
+        }
+        let mut out_a = vec![];
+        a.advance(&mut out_a);
+        let st = a.state();
+        let json = serde_json::to_string(&st).unwrap();
+        let mut b = Windows::restore(s, 5 * M, serde_json::from_str(&json).unwrap());
+        let mut out_b = out_a.clone();
+        for e in &events[120..] {
+            a.record(e);
+            b.record(e);
+        }
+        a.flush_all(&mut out_a);
+        b.flush_all(&mut out_b);
+        assert_eq!(out_a, out_b);
+    }
+}

@@ -1,0 +1,153 @@
+"""Outside checks for `jobs stream`: DuckDB over the lake, confluent-kafka + fastavro over
+the topics, and a producer of crafted (good and bad) messages. Prints JSON.
+
+  stream_check.py seed-windows LAKE                  1h windows as [name, qty, revenue]
+  stream_check.py compare-groupby LAKE               sales_windows vs DuckDB's own GROUP BY
+  stream_check.py lake-rows LAKE                     every row of every table, sorted, for equality
+  stream_check.py topic BROKERS TOPIC GROUP          decoded window messages of one stream group
+  stream_check.py headers BROKERS TOPIC              messages with their jobs.* headers
+  stream_check.py produce BROKERS TOPIC SPEC.json    crafted messages, each {kind, ...}
+"""
+import io
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def duck():
+    import duckdb
+    return duckdb.connect()
+
+
+def seed_windows(lake):
+    rows = duck().sql(f"""
+        SELECT product_name, total_quantity_sold, total_revenue::VARCHAR, order_count
+        FROM read_parquet('{lake}/sales_windows/**/*.parquet', hive_partitioning=1)
+        WHERE "window" = '1h' ORDER BY product_name""").fetchall()
+    print(json.dumps([list(r) for r in rows]))
+
+
+SPECS = {"1h": (3600, 3600), "1d": (86400, 86400), "1h_every_5m": (3600, 300)}
+
+
+def compare_groupby(lake):
+    c = duck()
+    c.sql(f"""CREATE VIEW raw AS SELECT * FROM read_parquet('{lake}/sales_raw/**/*.parquet', hive_partitioning=1)""")
+    try:
+        c.sql(f"""CREATE VIEW late AS SELECT kafka_partition, kafka_offset FROM read_parquet('{lake}/late_sales/**/*.parquet', hive_partitioning=1)""")
+    except Exception:
+        c.sql("CREATE VIEW late AS SELECT 0::INT AS kafka_partition, -1::BIGINT AS kafka_offset WHERE false")
+    c.sql(f"""CREATE VIEW win AS SELECT * FROM read_parquet('{lake}/sales_windows/**/*.parquet', hive_partitioning=1)""")
+    c.sql("""CREATE VIEW ontime AS SELECT r.* FROM raw r ANTI JOIN late l USING (kafka_partition, kafka_offset)""")
+    out = {}
+    for name, (size, slide) in SPECS.items():
+        n = size // slide
+        expected = f"""
+            SELECT to_timestamp(ws)::TIMESTAMP AS window_start, product_id,
+                   sum(quantity_sold)::BIGINT AS q, sum(quantity_sold * price_per_unit)::DECIMAL(18,2) AS rev, count(*)::BIGINT AS n
+            FROM (SELECT *, (floor(epoch(transaction_date) / {slide}) * {slide} - k * {slide})::BIGINT AS ws
+                  FROM ontime, range(0, {n}) t(k))
+            GROUP BY ALL"""
+        actual = f"""SELECT window_start, product_id, total_quantity_sold AS q, total_revenue AS rev, order_count AS n
+                     FROM win WHERE "window" = '{name}'"""
+        missing = c.sql(f"SELECT count(*) FROM (({expected}) EXCEPT ALL ({actual}))").fetchone()[0]
+        extra = c.sql(f"SELECT count(*) FROM (({actual}) EXCEPT ALL ({expected}))").fetchone()[0]
+        rows = c.sql(f"SELECT count(*) FROM ({actual})").fetchone()[0]
+        out[name] = {"rows": rows, "missing": missing, "extra": extra}
+    out["raw"] = c.sql("SELECT count(*) FROM raw").fetchone()[0]
+    out["late"] = c.sql("SELECT count(*) FROM late").fetchone()[0]
+    out["raw_duplicates"] = c.sql("SELECT count(*) - count(DISTINCT (kafka_partition, kafka_offset)) FROM raw").fetchone()[0]
+    print(json.dumps(out))
+
+
+def lake_rows(lake):
+    c = duck()
+    out = {}
+    for table, cols in [("sales_windows", '"window", window_start, product_id, total_quantity_sold, total_revenue::VARCHAR, order_count'),
+                        ("sales_raw", "kafka_partition, kafka_offset, transaction_id"),
+                        ("late_sales", "kafka_partition, kafka_offset, transaction_id, watermark::VARCHAR")]:
+        try:
+            rows = c.sql(f"SELECT {cols} FROM read_parquet('{lake}/{table}/**/*.parquet', hive_partitioning=1) ORDER BY ALL").fetchall()
+        except Exception:
+            rows = []
+        out[table] = [[str(v) for v in r] for r in rows]
+    print(json.dumps(out))
+
+
+def read_all(brokers, topic):
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+    parts = list(AdminClient({"bootstrap.servers": brokers}).list_topics(topic, timeout=10).topics[topic].partitions)
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "stream-check", "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, -2) for p in parts])
+    eof, msgs = set(), []
+    while len(eof) < len(parts):
+        m = c.poll(10)
+        if m is None:
+            raise SystemExit(f"timeout reading {topic}")
+        if m.error():
+            eof.add(m.partition())
+            continue
+        msgs.append(m)
+    return msgs
+
+
+def topic(brokers, name, group):
+    import fastavro
+    schema = fastavro.parse_schema(json.loads((ROOT / "data/avro/product_sales_window.avsc").read_text()))
+    out = []
+    for m in read_all(brokers, name):
+        h = {k: v.decode() for k, v in (m.headers() or [])}
+        if h.get("jobs.group") != group:
+            continue
+        v = m.value()
+        assert v[0] == 0 and int.from_bytes(v[1:5], "big") == 3, "Confluent header"
+        r = fastavro.schemaless_reader(io.BytesIO(v[5:]), schema)
+        out.append([h["jobs.idempotency_key"], r["window"], str(r["window_start"]), r["product_id"],
+                    r["product_name"], r["total_quantity_sold"], str(r["total_revenue"]), r["order_count"], m.key().decode()])
+    out.sort()
+    print(json.dumps(out))
+
+
+def headers(brokers, name):
+    out = []
+    for m in read_all(brokers, name):
+        out.append({k: v.decode(errors="replace") for k, v in (m.headers() or [])})
+    print(json.dumps(out))
+
+
+def produce(brokers, name, spec_file):
+    import fastavro
+    from confluent_kafka import Producer
+    schema = fastavro.parse_schema(json.loads((ROOT / "data/avro/product_sale.avsc").read_text()))
+    p = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "partitioner": "murmur2_random"})
+    for s in json.loads(Path(spec_file).read_text()):
+        kind = s.pop("kind")
+        key = str(s.get("product_id", 1)).encode()
+        if kind == "bytes":
+            value = bytes.fromhex(s["hex"])
+        else:
+            rec = {"customer_id": None, "country": None, "card_type": None, **s}
+            rec["price_per_unit"] = Decimal(rec["price_per_unit"])
+            import datetime as dt
+            rec["transaction_date"] = dt.datetime.fromisoformat(rec["transaction_date"]).replace(tzinfo=dt.timezone.utc)
+            buf = io.BytesIO()
+            fastavro.schemaless_writer(buf, schema, rec)
+            body = buf.getvalue()
+            schema_id = s.get("schema_id", 1)
+            if kind == "truncated":
+                body = body[: len(body) // 2]
+            value = b"\x00" + schema_id.to_bytes(4, "big") + body
+            rec.pop("schema_id", None)
+        p.produce(name, key=key, value=value)
+    p.flush(30)
+    print(json.dumps({"ok": True}))
+
+
+if __name__ == "__main__":
+    cmd, *args = sys.argv[1:]
+    {"seed-windows": seed_windows, "compare-groupby": compare_groupby, "lake-rows": lake_rows,
+     "topic": topic, "headers": headers, "produce": produce}[cmd](*args)

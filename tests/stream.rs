@@ -31,7 +31,10 @@ fn the_seed_example_is_exact_in_duckdb_and_kafka() {
     insert_seed_example(&env);
     env.jobs(&["ingest", "--once"]);
     let out = stream_once(&env);
-    assert!(out.contains("consumed 3 events: 3 aggregated, 0 late, 0 dead-lettered"), "{out}");
+    assert!(
+        out.contains("consumed 3 events: 3 aggregated, 0 late, 0 dead-lettered"),
+        "{out}"
+    );
     let rows = python(&["tests/py/stream_check.py", "seed-windows", &env.lake()]);
     assert_eq!(
         rows,
@@ -41,10 +44,26 @@ fn the_seed_example_is_exact_in_duckdb_and_kafka() {
             ["Lenovo ThinkPad", 1, "65000.00", 1]
         ])
     );
-    let msgs = python(&["tests/py/stream_check.py", "topic", common::BROKERS, &env.topic("windows"), &format!("{}-stream", env.id)]);
-    let hourly: Vec<&Value> = msgs.as_array().unwrap().iter().filter(|m| m[1] == "1h").collect();
+    let msgs = python(&[
+        "tests/py/stream_check.py",
+        "topic",
+        common::BROKERS,
+        &env.topic("windows"),
+        &format!("{}-stream", env.id),
+    ]);
+    let hourly: Vec<&Value> = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m[1] == "1h")
+        .collect();
     assert_eq!(hourly.len(), 3, "{msgs}");
-    assert!(hourly.iter().any(|m| m[4] == "Dell Inspiron" && m[5] == 2 && m[6] == "100000.00" && m[8] == "1"), "{msgs}");
+    assert!(
+        hourly
+            .iter()
+            .any(|m| m[4] == "Dell Inspiron" && m[5] == 2 && m[6] == "100000.00" && m[8] == "1"),
+        "{msgs}"
+    );
     // 1 hour x 3 + 1 day x 3 + (1h every 5m: 12 windows each) x 3
     assert_eq!(msgs.as_array().unwrap().len(), 3 + 3 + 36, "{msgs}");
 }
@@ -53,10 +72,25 @@ fn the_seed_example_is_exact_in_duckdb_and_kafka() {
 fn windows_equal_duckdbs_own_group_by() {
     let env = Env::new(Backend::Sqlite);
     env.jobs(&["init"]);
-    env.jobs(&["generate", "--days", "2", "--orders", "20000", "--seed", "5", "--until", UNTIL, "--customers", "300"]);
+    env.jobs(&[
+        "generate",
+        "--days",
+        "2",
+        "--orders",
+        "20000",
+        "--seed",
+        "5",
+        "--until",
+        UNTIL,
+        "--customers",
+        "300",
+    ]);
     env.jobs(&["ingest", "--once"]);
     let out = stream_once(&env);
-    assert!(out.contains("consumed 20000 events: 20000 aggregated, 0 late, 0 dead-lettered"), "{out}");
+    assert!(
+        out.contains("consumed 20000 events: 20000 aggregated, 0 late, 0 dead-lettered"),
+        "{out}"
+    );
     let c = python(&["tests/py/stream_check.py", "compare-groupby", &env.lake()]);
     for w in ["1h", "1d", "1h_every_5m"] {
         assert_eq!(c[w]["missing"], json!(0), "{w}: {c}");
@@ -83,84 +117,252 @@ fn late_events_and_bad_messages_keep_the_invariant() {
         sale(3, "2026-11-20T11:30:00", 5),
         // 11:55 is within it.
         sale(4, "2026-11-20T11:55:00", 1),
-        {"kind": "bytes", "hex": "7b226e6f74223a226176f726f227d"},
+        {"kind": "bytes", "hex": "7b226e6f74223a226176726f227d"},
         {"kind": "bytes", "hex": "0000000063020406"},
         {"kind": "truncated", "transaction_id": 5, "product_id": 1, "product_name": "Dell Inspiron", "product_category": "Laptop", "brand": "Dell", "quantity_sold": 1, "price_per_unit": "1.00", "transaction_date": "2026-11-20T12:01:00"},
         sale(6, "2026-11-20T12:02:00", -3),
     ]);
     let spec_file = env.dir.join("spec.json");
     std::fs::write(&spec_file, spec.to_string()).unwrap();
-    python(&["tests/py/stream_check.py", "produce", common::BROKERS, &env.topic("product_sales"), spec_file.to_str().unwrap()]);
+    python(&[
+        "tests/py/stream_check.py",
+        "produce",
+        common::BROKERS,
+        &env.topic("product_sales"),
+        spec_file.to_str().unwrap(),
+    ]);
     let out = stream_once(&env);
-    assert!(out.contains("consumed 8 events: 3 aggregated, 1 late, 4 dead-lettered"), "{out}");
-    let dlq = python(&["tests/py/stream_check.py", "headers", common::BROKERS, &env.topic("dlq")]);
-    let reasons: Vec<String> = dlq.as_array().unwrap().iter().map(|h| h["jobs.reason"].as_str().unwrap().to_string()).collect();
+    assert!(
+        out.contains("consumed 8 events: 3 aggregated, 1 late, 4 dead-lettered"),
+        "{out}"
+    );
+    let dlq = python(&[
+        "tests/py/stream_check.py",
+        "headers",
+        common::BROKERS,
+        &env.topic("dlq"),
+    ]);
+    let reasons: Vec<String> = dlq
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["jobs.reason"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(reasons.len(), 4, "{dlq}");
-    assert!(reasons.iter().any(|r| r.contains("magic byte")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("unknown schema id 99")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("truncated")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("quantity_sold is negative: -3")), "{reasons:?}");
-    assert!(dlq.as_array().unwrap().iter().all(|h| h["jobs.stage"] == "stream" && h["jobs.offset"].is_string()));
-    let late = python(&["tests/py/stream_check.py", "headers", common::BROKERS, &env.topic("late")]);
+    assert!(
+        reasons.iter().any(|r| r.contains("magic byte")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("unknown schema id 99")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("truncated")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("quantity_sold is negative: -3")),
+        "{reasons:?}"
+    );
+    assert!(
+        dlq.as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["jobs.stage"] == "stream" && h["jobs.offset"].is_string())
+    );
+    let late = python(&[
+        "tests/py/stream_check.py",
+        "headers",
+        common::BROKERS,
+        &env.topic("late"),
+    ]);
     assert_eq!(late.as_array().unwrap().len(), 1, "{late}");
     let rows = python(&["tests/py/stream_check.py", "lake-rows", &env.lake()]);
     assert_eq!(rows["late_sales"].as_array().unwrap().len(), 1, "{rows}");
     assert_eq!(rows["late_sales"][0][2], "3", "{rows}");
-    assert_eq!(rows["sales_raw"].as_array().unwrap().len(), 4, "late events are history too: {rows}");
-    // 12:00 hour: 2 + 1 units (the late 11:30 sale is in no window).
+    assert_eq!(
+        rows["sales_raw"].as_array().unwrap().len(),
+        4,
+        "late events are history too: {rows}"
+    );
+    // Hours 10, 11 (the 11:55 sale, within the lateness) and 12; the late 11:30 sale is in none.
     let seed = python(&["tests/py/stream_check.py", "seed-windows", &env.lake()]);
-    assert_eq!(seed, json!([["Dell Inspiron", 1, "50000.00", 1], ["Dell Inspiron", 1, "50000.00", 1], ["Dell Inspiron", 2, "100000.00", 1]]), "{seed}");
+    assert_eq!(
+        seed,
+        json!([
+            ["Dell Inspiron", 1, "50000.00", 1],
+            ["Dell Inspiron", 1, "50000.00", 1],
+            ["Dell Inspiron", 2, "100000.00", 1]
+        ]),
+        "{seed}"
+    );
 }
 
 #[test]
 fn kill_9_loop_ends_equal_to_a_crash_free_run() {
     let env = Env::new(Backend::Sqlite);
     env.jobs(&["init"]);
-    env.jobs(&["generate", "--days", "2", "--orders", "40000", "--seed", "11", "--until", UNTIL, "--customers", "300"]);
+    env.jobs(&[
+        "generate",
+        "--days",
+        "2",
+        "--orders",
+        "60000",
+        "--seed",
+        "11",
+        "--until",
+        UNTIL,
+        "--customers",
+        "300",
+    ]);
     env.jobs(&["ingest", "--once"]);
     // Crash-free reference: its own group and lake.
-    let clean = env.config_with("clean.toml", &[
-        (&format!("group_id = \"{}-stream\"", env.id), &format!("group_id = \"{}-clean\"", env.id)),
-        (&format!("lake = \"{}\"", env.lake()), &format!("lake = \"{}-clean\"", env.lake())),
-    ]);
-    let out = env.cmd(&["--config", clean.to_str().unwrap(), "stream", "--until-idle"]).output().unwrap();
+    let clean = env.config_with(
+        "clean.toml",
+        &[
+            (
+                &format!("group_id = \"{}-stream\"", env.id),
+                &format!("group_id = \"{}-clean\"", env.id),
+            ),
+            (
+                &format!("lake = \"{}\"", env.lake()),
+                &format!("lake = \"{}-clean\"", env.lake()),
+            ),
+        ],
+    );
+    let out = env
+        .cmd_with(&clean, &["stream", "--until-idle"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     // The same input, killed with SIGKILL at 10+ random moments; small files so kills land
     // in every phase of a flush.
-    let crashy = env.config_with("crashy.toml", &[("roll_interval = \"1s\"", "roll_interval = \"300ms\"\nroll_bytes = 400000")]);
+    // A killed member holds its group for the session timeout: keep it short here.
+    let crashy = env.config_with(
+        "crashy.toml",
+        &[
+            (
+                "roll_interval = \"1s\"",
+                "roll_interval = \"300ms\"\nroll_bytes = 150000",
+            ),
+            (
+                "\"session.timeout.ms\" = \"6000\"",
+                "\"session.timeout.ms\" = \"1500\"\n\"heartbeat.interval.ms\" = \"300\"",
+            ),
+        ],
+    );
+    // Kill each run at a random moment after it has checkpointed at least once more.
+    let state = env.dir.join(format!(
+        "lake/_state/stream/{}-stream/{}",
+        env.id,
+        env.topic("product_sales")
+    ));
+    let newest = || -> std::time::SystemTime {
+        std::fs::read_dir(&state)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+                    .max()
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(std::time::UNIX_EPOCH)
+    };
     let mut rng_state = 12345u64;
     let mut kills = 0;
-    while kills < 12 {
-        rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let wait = Duration::from_millis(300 + (rng_state >> 33) % 1500);
+    let mut finished = false;
+    while kills < 12 && !finished {
+        rng_state = rng_state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let extra = Duration::from_millis((rng_state >> 33) % 600);
+        let before = newest();
         let mut child = env
-            .cmd(&["--config", crashy.to_str().unwrap(), "stream", "--until-idle"])
+            .cmd_with(&crashy, &["stream", "--until-idle"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(wait);
-        if child.try_wait().unwrap().is_some() {
-            break; // finished before the kill: the loop is over
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while newest() <= before && std::time::Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills += 1;
+        std::thread::sleep(extra);
+        if child.try_wait().unwrap().is_some() {
+            finished = true;
+        } else {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+        }
     }
-    let out = env.cmd(&["--config", crashy.to_str().unwrap(), "stream", "--until-idle"]).output().unwrap();
+    assert!(
+        kills >= 10,
+        "only {kills} kills happened before the run finished"
+    );
+    // The killed runs made progress and checkpointed it...
+    let checkpoints = std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0);
+    assert!(
+        checkpoints > 0,
+        "no checkpoint survived the kills in {}",
+        state.display()
+    );
+    let out = env
+        .cmd_with(&crashy, &["stream", "--until-idle"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(kills >= 10, "only {kills} kills happened before the run finished");
+    // ...so the last run resumed rather than started over.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let consumed: u64 = stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(
+        consumed < 60_000,
+        "the final run consumed everything again: {stdout}"
+    );
 
-    let a = python(&["tests/py/stream_check.py", "lake-rows", &format!("{}-clean", env.lake())]);
+    let a = python(&[
+        "tests/py/stream_check.py",
+        "lake-rows",
+        &format!("{}-clean", env.lake()),
+    ]);
     let b = python(&["tests/py/stream_check.py", "lake-rows", &env.lake()]);
     for t in ["sales_windows", "sales_raw", "late_sales"] {
-        assert_eq!(a[t].as_array().unwrap().len(), b[t].as_array().unwrap().len(), "{t} row counts");
+        assert_eq!(
+            a[t].as_array().unwrap().len(),
+            b[t].as_array().unwrap().len(),
+            "{t} row counts"
+        );
         assert!(a[t] == b[t], "{t} differs after the crash loop");
     }
-    assert_eq!(a["sales_raw"].as_array().unwrap().len(), 40000);
-    let ta = python(&["tests/py/stream_check.py", "topic", common::BROKERS, &env.topic("windows"), &format!("{}-clean", env.id)]);
-    let tb = python(&["tests/py/stream_check.py", "topic", common::BROKERS, &env.topic("windows"), &format!("{}-stream", env.id)]);
+    assert_eq!(a["sales_raw"].as_array().unwrap().len(), 60000);
+    let ta = python(&[
+        "tests/py/stream_check.py",
+        "topic",
+        common::BROKERS,
+        &env.topic("windows"),
+        &format!("{}-clean", env.id),
+    ]);
+    let tb = python(&[
+        "tests/py/stream_check.py",
+        "topic",
+        common::BROKERS,
+        &env.topic("windows"),
+        &format!("{}-stream", env.id),
+    ]);
     assert!(!ta.as_array().unwrap().is_empty());
-    assert_eq!(ta.as_array().unwrap().len(), tb.as_array().unwrap().len(), "window messages: no loss, no duplicate");
+    assert_eq!(
+        ta.as_array().unwrap().len(),
+        tb.as_array().unwrap().len(),
+        "window messages: no loss, no duplicate"
+    );
     assert!(ta == tb, "window messages differ after the crash loop");
 }

@@ -37,18 +37,56 @@ impl StreamMetrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
         };
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter("jobs_stream_events_in_total", "Messages consumed from the sales topic.", g(&self.events_in));
-        counter("jobs_stream_events_aggregated_total", "Valid events counted in windows.", g(&self.aggregated));
-        counter("jobs_stream_events_late_total", "Events older than the watermark, sent to late_sales.", g(&self.late));
-        counter("jobs_stream_events_dead_lettered_total", "Messages that could not be decoded or were invalid.", g(&self.dead_lettered));
-        counter("jobs_stream_windows_out_total", "Closed window rows emitted.", g(&self.windows_out));
-        counter("jobs_stream_files_written_total", "Parquet files written to the lake.", g(&self.files_written));
-        counter("jobs_stream_bytes_written_total", "Bytes of Parquet written to the lake.", g(&self.bytes_written));
-        counter("jobs_stream_checkpoints_total", "Checkpoints completed.", g(&self.checkpoints));
-        counter("jobs_stream_checkpoint_seconds_total", "Time spent in checkpoints (files, outputs, state).", g(&self.checkpoint_micros) / 1_000_000);
+        counter(
+            "jobs_stream_events_in_total",
+            "Messages consumed from the sales topic.",
+            g(&self.events_in),
+        );
+        counter(
+            "jobs_stream_events_aggregated_total",
+            "Valid events counted in windows.",
+            g(&self.aggregated),
+        );
+        counter(
+            "jobs_stream_events_late_total",
+            "Events older than the watermark, sent to late_sales.",
+            g(&self.late),
+        );
+        counter(
+            "jobs_stream_events_dead_lettered_total",
+            "Messages that could not be decoded or were invalid.",
+            g(&self.dead_lettered),
+        );
+        counter(
+            "jobs_stream_windows_out_total",
+            "Closed window rows emitted.",
+            g(&self.windows_out),
+        );
+        counter(
+            "jobs_stream_files_written_total",
+            "Parquet files written to the lake.",
+            g(&self.files_written),
+        );
+        counter(
+            "jobs_stream_bytes_written_total",
+            "Bytes of Parquet written to the lake.",
+            g(&self.bytes_written),
+        );
+        counter(
+            "jobs_stream_checkpoints_total",
+            "Checkpoints completed.",
+            g(&self.checkpoints),
+        );
+        counter(
+            "jobs_stream_checkpoint_seconds_total",
+            "Time spent in checkpoints (files, outputs, state).",
+            g(&self.checkpoint_micros) / 1_000_000,
+        );
         s.push_str(&format!(
             "# HELP jobs_stream_open_window_keys Open (window, product) aggregates.\n# TYPE jobs_stream_open_window_keys gauge\njobs_stream_open_window_keys {}\n",
             self.open_keys.load(Ordering::Relaxed)
@@ -82,7 +120,9 @@ pub async fn serve(addr: String, metrics: std::sync::Arc<StreamMetrics>) -> crat
     tracing::info!(message = "Serving metrics.", url = %format!("http://{addr}/metrics"));
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { continue };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
             let m = metrics.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];

@@ -156,9 +156,14 @@ roll_interval = "1s"
 
     /// A `jobs` command with this env's config.
     pub fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_with(&self.config, args)
+    }
+
+    /// A `jobs` command with another config file.
+    pub fn cmd_with(&self, config: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_jobs"));
         c.arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .args(args)
             .current_dir(&self.dir);
         c.env_remove("JOBS_DATABASE_URL");
@@ -242,7 +247,9 @@ impl Drop for Env {
             })
             .join();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("JOBS_TEST_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -257,7 +264,7 @@ pub fn python_in(dir: &Path, args: &[&str]) -> serde_json::Value {
     assert!(py.exists(), "no project venv: run scripts/stack up");
     let out = Command::new(py)
         .args(args)
-        .current_dir(root())
+        .current_dir(dir)
         .output()
         .unwrap();
     assert!(

@@ -26,7 +26,7 @@ def seed_windows(lake):
     rows = duck().sql(f"""
         SELECT product_name, total_quantity_sold, total_revenue::VARCHAR, order_count
         FROM read_parquet('{lake}/sales_windows/**/*.parquet', hive_partitioning=1)
-        WHERE "window" = '1h' ORDER BY product_name""").fetchall()
+        WHERE "window" = '1h' ORDER BY product_name, window_start""").fetchall()
     print(json.dumps([list(r) for r in rows]))
 
 
@@ -53,13 +53,13 @@ def compare_groupby(lake):
             GROUP BY ALL"""
         actual = f"""SELECT window_start, product_id, total_quantity_sold AS q, total_revenue AS rev, order_count AS n
                      FROM win WHERE "window" = '{name}'"""
-        missing = c.sql(f"SELECT count(*) FROM (({expected}) EXCEPT ALL ({actual}))").fetchone()[0]
-        extra = c.sql(f"SELECT count(*) FROM (({actual}) EXCEPT ALL ({expected}))").fetchone()[0]
-        rows = c.sql(f"SELECT count(*) FROM ({actual})").fetchone()[0]
+        missing = c.sql(f"SELECT count(*) FROM (({expected}) EXCEPT ALL ({actual}))").fetchall()[0][0]
+        extra = c.sql(f"SELECT count(*) FROM (({actual}) EXCEPT ALL ({expected}))").fetchall()[0][0]
+        rows = c.sql(f"SELECT count(*) FROM ({actual})").fetchall()[0][0]
         out[name] = {"rows": rows, "missing": missing, "extra": extra}
-    out["raw"] = c.sql("SELECT count(*) FROM raw").fetchone()[0]
-    out["late"] = c.sql("SELECT count(*) FROM late").fetchone()[0]
-    out["raw_duplicates"] = c.sql("SELECT count(*) - count(DISTINCT (kafka_partition, kafka_offset)) FROM raw").fetchone()[0]
+    out["raw"] = c.sql("SELECT count(*) FROM raw").fetchall()[0][0]
+    out["late"] = c.sql("SELECT count(*) FROM late").fetchall()[0][0]
+    out["raw_duplicates"] = c.sql("SELECT count(*) - count(DISTINCT (kafka_partition, kafka_offset)) FROM raw").fetchall()[0][0]
     print(json.dumps(out))
 
 

@@ -183,7 +183,12 @@ fn partition_counts(cfg: &Config) -> Result<HashMap<String, i32>> {
     let t = &cfg.topics;
     kafka::partition_counts(
         &cfg.kafka,
-        &[&t.product_sales, &t.product_updates, &t.dlq, &t.ingest_state],
+        &[
+            &t.product_sales,
+            &t.product_updates,
+            &t.dlq,
+            &t.ingest_state,
+        ],
     )
 }
 
@@ -358,7 +363,8 @@ impl Ctx<'_> {
             if already {
                 recovered += 1;
             } else {
-                kafka::send(self.producer, 
+                kafka::send(
+                    self.producer,
                     BaseRecord::to(topic)
                         .key(&key)
                         .partition(partition)
@@ -381,7 +387,8 @@ impl Ctx<'_> {
         failpoint_before_checkpoint();
         st.rows += sent + dead + recovered;
         let (key, value) = state::record(self.source, job.spec.table, &st);
-        kafka::send(self.producer, 
+        kafka::send(
+            self.producer,
             BaseRecord::to(&self.cfg.topics.ingest_state)
                 .key(&key)
                 .partition(0)
@@ -472,4 +479,3 @@ fn dead_letter(source: &str, spec: &CursorTable, row: &[Value], reason: &str) ->
     .to_string()
     .into_bytes()
 }
-

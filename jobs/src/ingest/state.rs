@@ -15,10 +15,10 @@ use rdkafka::Offset;
 use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
 
+use crate::Result;
 use crate::config::Config;
 use crate::io::db::Cursor;
 use crate::io::kafka;
-use crate::Result;
 
 /// Header names on every message ingest writes.
 pub const H_SOURCE: &str = "jobs.source";
@@ -159,31 +159,37 @@ pub fn scan_tails(
     }
     let mut tails: HashMap<(String, i32), Tail> = HashMap::new();
     let mut scanned = 0u64;
-    kafka::read_to_end(&cfg.kafka, "jobs-ingest-recovery", &assignment, "output partitions for recovery", |m| {
-        scanned += 1;
-        let Some(h) = m.headers() else { return };
-        let (mut src, mut tbl, mut pos) = (None, None, None);
-        for hd in h.iter() {
-            let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
-            match hd.key {
-                H_SOURCE => src = v,
-                H_TABLE => tbl = v,
-                H_CURSOR => pos = v.and_then(Position::parse),
-                _ => {}
+    kafka::read_to_end(
+        &cfg.kafka,
+        "jobs-ingest-recovery",
+        &assignment,
+        "output partitions for recovery",
+        |m| {
+            scanned += 1;
+            let Some(h) = m.headers() else { return };
+            let (mut src, mut tbl, mut pos) = (None, None, None);
+            for hd in h.iter() {
+                let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
+                match hd.key {
+                    H_SOURCE => src = v,
+                    H_TABLE => tbl = v,
+                    H_CURSOR => pos = v.and_then(Position::parse),
+                    _ => {}
+                }
             }
-        }
-        if src != Some(source) || tbl != Some(table) {
-            return;
-        }
-        let Some(pos) = pos else { return };
-        let t = tails
-            .entry((m.topic().to_string(), m.partition()))
-            .or_default();
-        match pos {
-            Position::Keyset(c) => t.keyset = Some(t.keyset.map_or(c, |x| x.max(c))),
-            Position::NullTs(id) => t.null_id = Some(t.null_id.map_or(id, |x| x.max(id))),
-        }
-    })?;
+            if src != Some(source) || tbl != Some(table) {
+                return;
+            }
+            let Some(pos) = pos else { return };
+            let t = tails
+                .entry((m.topic().to_string(), m.partition()))
+                .or_default();
+            match pos {
+                Position::Keyset(c) => t.keyset = Some(t.keyset.map_or(c, |x| x.max(c))),
+                Position::NullTs(id) => t.null_id = Some(t.null_id.map_or(id, |x| x.max(id))),
+            }
+        },
+    )?;
     if !tails.is_empty() {
         tracing::info!(
             message =

@@ -155,7 +155,6 @@ pub fn idempotent_producer(
         .map_err(err(cfg, "create producer"))
 }
 
-
 /// Kafka's default partitioner: murmur2 of the key, as the Java client and librdkafka's
 /// `murmur2_random` compute it.
 pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
@@ -191,9 +190,11 @@ fn murmur2(data: &[u8]) -> i32 {
     h as i32
 }
 
-
 /// Enqueues one message, waiting while librdkafka's queue is full.
-pub fn send<C: ProducerContext<DeliveryOpaque = ()> + 'static, K: rdkafka::message::ToBytes + ?Sized>(
+pub fn send<
+    C: ProducerContext<DeliveryOpaque = ()> + 'static,
+    K: rdkafka::message::ToBytes + ?Sized,
+>(
     producer: &ThreadedProducer<C>,
     mut rec: BaseRecord<'_, K, [u8]>,
 ) -> std::result::Result<(), KafkaError> {
@@ -229,7 +230,11 @@ pub struct QuietContext;
 
 impl ClientContext for QuietContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
             tracing::error!(message = "Kafka client error.", %error, reason);
         }
     }
@@ -246,18 +251,22 @@ pub fn read_to_end(
     what: &str,
     mut f: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<()> {
-    // End-of-partition events name the partition but not the topic: one topic at a time.
+    // End-of-partition events name the partition but not the topic: one topic at a time,
+    // on one consumer (re-assigned, so the connection is reused).
+    let consumer = scan_consumer(cfg, group)?;
     let mut topics: Vec<&str> = assignment.iter().map(|a| a.0.as_str()).collect();
     topics.dedup();
     for topic in topics {
-        let parts: Vec<&(String, i32, Offset)> = assignment.iter().filter(|a| a.0 == topic).collect();
-        let consumer = scan_consumer(cfg, group)?;
+        let parts: Vec<&(String, i32, Offset)> =
+            assignment.iter().filter(|a| a.0 == topic).collect();
         let mut tpl = TopicPartitionList::new();
         for (t, p, o) in &parts {
             tpl.add_partition_offset(t, *p, *o)
                 .map_err(err(cfg, format!("assign {what}")))?;
         }
-        consumer.assign(&tpl).map_err(err(cfg, format!("assign {what}")))?;
+        consumer
+            .assign(&tpl)
+            .map_err(err(cfg, format!("assign {what}")))?;
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut eof = std::collections::HashSet::new();
         while eof.len() < parts.len() {
@@ -268,15 +277,19 @@ pub fn read_to_end(
                     source: KafkaError::NoMessageReceived,
                 });
             }
-            match consumer.poll(Duration::from_millis(500)) {
+            match consumer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     eof.insert(p);
                 }
                 Some(Err(e)) => {
-                    return Err(err(cfg, format!("read {what} from {topic} (does it exist? run `jobs init`)"))(e));
+                    return Err(err(
+                        cfg,
+                        format!("read {what} from {topic} (does it exist? run `jobs init`)"),
+                    )(e));
                 }
-                Some(Ok(m)) => f(&m),
+                Some(Ok(m)) if m.topic() == topic => f(&m),
+                Some(Ok(_)) => {} // still in flight from the previous topic's assignment
             }
         }
     }
@@ -285,13 +298,17 @@ pub fn read_to_end(
 
 /// Partition count of each topic; an error naming the first one that does not exist.
 pub fn partition_counts(cfg: &KafkaConfig, topics: &[&str]) -> Result<HashMap<String, i32>> {
-    let c: BaseConsumer = client_config(cfg).create().map_err(err(cfg, "create metadata client"))?;
+    let c: BaseConsumer = client_config(cfg)
+        .create()
+        .map_err(err(cfg, "create metadata client"))?;
     let mut out = HashMap::new();
     for topic in topics {
-        let md = c.fetch_metadata(Some(topic), Duration::from_secs(15)).map_err(err(
-            cfg,
-            format!("read metadata of {topic} (is the broker running? try scripts/stack up)"),
-        ))?;
+        let md = c
+            .fetch_metadata(Some(topic), Duration::from_secs(15))
+            .map_err(err(
+                cfg,
+                format!("read metadata of {topic} (is the broker running? try scripts/stack up)"),
+            ))?;
         let n = md
             .topics()
             .first()
@@ -321,7 +338,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar"), -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58897971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
         assert!((0..3).contains(&partition_for(b"17", 3)));
     }
 }

@@ -53,7 +53,11 @@ impl Lake {
                 b = b.with_secret_access_key(k);
             }
             let store = b.build().map_err(err("configure S3"))?;
-            return Ok(Lake { store: Arc::new(store), prefix: Path::from(prefix), url: url.into() });
+            return Ok(Lake {
+                store: Arc::new(store),
+                prefix: Path::from(prefix),
+                url: url.into(),
+            });
         }
         if url.starts_with("hdfs://") || url.starts_with("viewfs://") {
             return Err(Error::Config(format!(
@@ -61,12 +65,18 @@ impl Lake {
             )));
         }
         if url.contains("://") && !url.starts_with("file://") {
-            return Err(Error::Config(format!("lake {url}: unsupported scheme; use a path, file://, or s3://bucket/prefix")));
+            return Err(Error::Config(format!(
+                "lake {url}: unsupported scheme; use a path, file://, or s3://bucket/prefix"
+            )));
         }
         let path = url.strip_prefix("file://").unwrap_or(url);
         std::fs::create_dir_all(path).map_err(|e| Error::file(path, e))?;
         let store = LocalFileSystem::new_with_prefix(path).map_err(err("open"))?;
-        Ok(Lake { store: Arc::new(store), prefix: Path::default(), url: url.into() })
+        Ok(Lake {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            url: url.into(),
+        })
     }
 
     fn path(&self, rel: &str) -> Path {
@@ -78,7 +88,11 @@ impl Lake {
     }
 
     fn err(&self, what: String) -> impl FnOnce(object_store::Error) -> Error + '_ {
-        move |source| Error::Lake { url: self.url.clone(), what, source }
+        move |source| Error::Lake {
+            url: self.url.clone(),
+            what,
+            source,
+        }
     }
 
     /// Writes `bytes` at `rel` atomically (replacing any object there).
@@ -93,7 +107,9 @@ impl Lake {
     /// Reads `rel`, `None` if it does not exist.
     pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
         match self.store.get(&self.path(rel)).await {
-            Ok(r) => Ok(Some(r.bytes().await.map_err(self.err(format!("read {rel}")))?)),
+            Ok(r) => Ok(Some(
+                r.bytes().await.map_err(self.err(format!("read {rel}")))?,
+            )),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(format!("read {rel}"))(e)),
         }
@@ -123,11 +139,14 @@ pub fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>> {
         return Err(Error::Internal("no batches to write".into()));
     };
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| Error::Parquet(e.to_string()))?))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| Error::Parquet(e.to_string()))?,
+        ))
         .set_created_by(format!("jobs {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, first.schema(), Some(props)).map_err(|e| Error::Parquet(e.to_string()))?;
+    let mut w = ArrowWriter::try_new(&mut buf, first.schema(), Some(props))
+        .map_err(|e| Error::Parquet(e.to_string()))?;
     for b in batches {
         w.write(b).map_err(|e| Error::Parquet(e.to_string()))?;
     }

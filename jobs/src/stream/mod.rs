@@ -109,6 +109,8 @@ struct Part {
     dirty: bool,
     /// Idempotency keys already in the outputs past the checkpoint (crash recovery).
     already_sent: HashSet<String>,
+    /// How far the last gap made us seek back (grows until the gap closes).
+    step_back: i64,
 }
 
 /// Rebalance events, handed from librdkafka's callback to the loop.
@@ -125,8 +127,12 @@ struct StreamContext {
 
 impl ClientContext for StreamContext {
     fn stats(&self, stats: Statistics) {
-        let Some(t) = stats.topics.get(&self.topic) else { return };
-        let Ok(mut parts) = self.metrics.partitions.lock() else { return };
+        let Some(t) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        let Ok(mut parts) = self.metrics.partitions.lock() else {
+            return;
+        };
         for (p, s) in &t.partitions {
             if *p < 0 {
                 continue;
@@ -137,16 +143,27 @@ impl ClientContext for StreamContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
             tracing::error!(message = "Kafka client error.", %error, reason);
         }
     }
 }
 
 impl ConsumerContext for StreamContext {
-    fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(
+        &self,
+        _c: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         let parts = |tpl: &TopicPartitionList| -> Vec<i32> {
-            tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect()
+            tpl.elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect()
         };
         let change = match rebalance {
             Rebalance::Assign(tpl) => Change::Assign(parts(tpl)),
@@ -185,12 +202,24 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
     }
     let t = &cfg.topics;
     let out_parts = tokio::task::block_in_place(|| {
-        kafka::partition_counts(&cfg.kafka, &[&t.product_sales, &t.windowed_product_sales, &t.late_sales, &t.dlq])
+        kafka::partition_counts(
+            &cfg.kafka,
+            &[
+                &t.product_sales,
+                &t.windowed_product_sales,
+                &t.late_sales,
+                &t.dlq,
+            ],
+        )
     })?;
     let acks = Arc::new(Mutex::new(Acks::default()));
     let producer = kafka::idempotent_producer(&cfg.kafka, acks.clone())?;
 
-    let ctx = StreamContext { changes: Mutex::new(Vec::new()), metrics: metrics.clone(), topic: t.product_sales.clone() };
+    let ctx = StreamContext {
+        changes: Mutex::new(Vec::new()),
+        metrics: metrics.clone(),
+        topic: t.product_sales.clone(),
+    };
     let mut c = kafka::client_config(&cfg.kafka);
     c.set("group.id", &cfg.stream.group_id)
         .set("enable.auto.commit", "false")
@@ -200,11 +229,13 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
     if !cfg.kafka.properties.contains_key("session.timeout.ms") {
         c.set("session.timeout.ms", "10000");
     }
-    let consumer: StreamConsumer<StreamContext> =
-        c.create_with_context(ctx).map_err(kafka::err(&cfg.kafka, "create consumer"))?;
-    consumer
-        .subscribe(&[&t.product_sales])
-        .map_err(kafka::err(&cfg.kafka, format!("subscribe to {}", t.product_sales)))?;
+    let consumer: StreamConsumer<StreamContext> = c
+        .create_with_context(ctx)
+        .map_err(kafka::err(&cfg.kafka, "create consumer"))?;
+    consumer.subscribe(&[&t.product_sales]).map_err(kafka::err(
+        &cfg.kafka,
+        format!("subscribe to {}", t.product_sales),
+    ))?;
     tracing::info!(message = "Streaming.", topic = %t.product_sales, group = %cfg.stream.group_id, lake = %lake.url, windows = ?cfg.stream.windows);
 
     let mut job = Job {
@@ -221,6 +252,14 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
         output_offsets: BTreeMap::new(),
         parts: HashMap::new(),
         total: Counters::default(),
+        last_rebalance: Instant::now(),
+        session_timeout: Duration::from_millis(
+            cfg.kafka
+                .properties
+                .get("session.timeout.ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000),
+        ),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -245,13 +284,16 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
         if shutdown.is_raised() {
             break;
         }
-        if opts.until_idle && !job.parts.is_empty() && job.parts.values().all(|p| p.at_end) {
+        if opts.until_idle && job.drained() {
             break;
         }
     }
     let ids: Vec<i32> = job.parts.keys().copied().collect();
     for p in ids {
-        let mut part = job.parts.remove(&p).ok_or_else(|| Error::Internal("partition vanished".into()))?;
+        let mut part = job
+            .parts
+            .remove(&p)
+            .ok_or_else(|| Error::Internal("partition vanished".into()))?;
         if opts.until_idle {
             part.windows.flush_all(&mut part.closed);
             part.dirty = true;
@@ -291,10 +333,15 @@ struct Job<'a> {
     output_offsets: BTreeMap<String, i64>,
     parts: HashMap<i32, Part>,
     total: Counters,
+    last_rebalance: Instant,
+    session_timeout: Duration,
 }
 
 fn state_dir(cfg: &Config) -> String {
-    format!("_state/stream/{}/{}", cfg.stream.group_id, cfg.topics.product_sales)
+    format!(
+        "_state/stream/{}/{}",
+        cfg.stream.group_id, cfg.topics.product_sales
+    )
 }
 
 impl Job<'_> {
@@ -305,11 +352,42 @@ impl Job<'_> {
         format!("{}/p{p}.intent.json", state_dir(self.cfg))
     }
 
+    fn seek(&self, consumer: &StreamConsumer<StreamContext>, p: i32, to: Option<i64>) {
+        let offset = to.map_or(Offset::Beginning, Offset::Offset);
+        if let Err(e) = consumer.seek(
+            &self.cfg.topics.product_sales,
+            p,
+            offset,
+            Duration::from_secs(5),
+        ) {
+            // Not fatal: the offset check in `on_message` seeks again on the first gap.
+            tracing::debug!(message = "Seek failed.", partition = p, error = %e);
+        }
+    }
+
+    /// `--until-idle` is done: every partition we own is at its end, and we own them all,
+    /// or the assignment has been stable long enough that no dead member still holds any
+    /// (a member killed without leaving keeps its partitions for the session timeout).
+    fn drained(&self) -> bool {
+        let total = self
+            .out_parts
+            .get(&self.cfg.topics.product_sales)
+            .copied()
+            .unwrap_or(0);
+        !self.parts.is_empty()
+            && self.parts.values().all(|p| p.at_end)
+            && (self.parts.len() as i32 >= total
+                || self.last_rebalance.elapsed() > 2 * self.session_timeout)
+    }
+
     async fn apply_changes(&mut self, consumer: &StreamConsumer<StreamContext>) -> Result<()> {
         let changes: Vec<Change> = match consumer.context().changes.lock() {
             Ok(mut c) => std::mem::take(&mut *c),
             Err(_) => return Err(Error::Internal("rebalance lock poisoned".into())),
         };
+        if !changes.is_empty() {
+            self.last_rebalance = Instant::now();
+        }
         for ch in changes {
             match ch {
                 Change::Revoke(ps) => {
@@ -320,11 +398,15 @@ impl Job<'_> {
                     }
                 }
                 Change::Assign(ps) => {
-                    for p in ps {
-                        if !self.parts.contains_key(&p) {
-                            let part = self.recover(p).await?;
-                            self.parts.insert(p, part);
-                        }
+                    let new: Vec<i32> = ps
+                        .into_iter()
+                        .filter(|p| !self.parts.contains_key(p))
+                        .collect();
+                    for part in self.recover(&new).await? {
+                        // Start exactly at the checkpoint; a seek also drops anything fetched
+                        // for this partition before (e.g. by a previous assignment).
+                        self.seek(consumer, part.partition, part.next_offset);
+                        self.parts.insert(part.partition, part);
                     }
                 }
             }
@@ -332,91 +414,151 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// Loads a partition from its checkpoint, undoing an unfinished flush.
-    async fn recover(&mut self, p: i32) -> Result<Part> {
-        let ck: Option<Checkpoint> = match self.lake.get(&self.checkpoint_path(p)).await? {
-            Some(b) => Some(serde_json::from_slice(&b).map_err(|e| {
-                Error::Internal(format!("checkpoint {} unreadable: {e}", self.checkpoint_path(p)))
-            })?),
-            None => None,
-        };
-        let seq = ck.as_ref().map_or(0, |c| c.seq);
-        if let Some(b) = self.lake.get(&self.intent_path(p)).await? {
-            if let Ok(intent) = serde_json::from_slice::<Intent>(&b) {
-                if intent.seq > seq {
+    /// Loads partitions from their checkpoints, undoing unfinished flushes, and finds what
+    /// they already sent after those checkpoints.
+    async fn recover(&mut self, ps: &[i32]) -> Result<Vec<Part>> {
+        if ps.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut cks = BTreeMap::new();
+        for &p in ps {
+            let ck: Option<Checkpoint> = match self.lake.get(&self.checkpoint_path(p)).await? {
+                Some(b) => Some(serde_json::from_slice(&b).map_err(|e| {
+                    Error::Internal(format!(
+                        "checkpoint {} unreadable: {e}",
+                        self.checkpoint_path(p)
+                    ))
+                })?),
+                None => None,
+            };
+            let seq = ck.as_ref().map_or(0, |c| c.seq);
+            if let Some(b) = self.lake.get(&self.intent_path(p)).await? {
+                if let Ok(intent) = serde_json::from_slice::<Intent>(&b)
+                    && intent.seq > seq
+                {
                     for f in &intent.files {
                         self.lake.delete(f).await?;
                     }
-                    tracing::info!(message = "Removed the files of an unfinished flush.", partition = p, files = intent.files.len());
+                    tracing::info!(
+                        message = "Removed the files of an unfinished flush.",
+                        partition = p,
+                        files = intent.files.len()
+                    );
+                }
+                self.lake.delete(&self.intent_path(p)).await?;
+            }
+            cks.insert(p, ck);
+        }
+        // Scan each output partition once, from the oldest checkpointed offset among them.
+        let mut from: BTreeMap<String, i64> = BTreeMap::new();
+        let mut unknown = false;
+        for ck in cks.values() {
+            match ck {
+                None => unknown = true,
+                Some(c) => {
+                    for (k, v) in &c.output_offsets {
+                        let e = from.entry(k.clone()).or_insert(*v);
+                        *e = (*e).min(*v);
+                    }
                 }
             }
-            self.lake.delete(&self.intent_path(p)).await?;
         }
-        let offsets = ck.as_ref().map(|c| c.output_offsets.clone()).unwrap_or_default();
-        let already_sent = tokio::task::block_in_place(|| self.scan_sent(p, &offsets))?;
-        if !already_sent.is_empty() {
-            tracing::info!(message = "Found outputs sent after the last checkpoint; they will not be sent again.", partition = p, messages = already_sent.len());
+        if unknown {
+            from.clear(); // a partition without a checkpoint: read the outputs from the start
         }
-        let windows = match &ck {
-            Some(c) => Windows::restore(self.specs.clone(), self.lateness, c.windows.clone()),
-            None => Windows::new(self.specs.clone(), self.lateness),
-        };
-        tracing::info!(message = "Partition assigned.", partition = p, next_offset = ?ck.as_ref().and_then(|c| c.next_offset), checkpoint_seq = seq);
+        let mut sent = tokio::task::block_in_place(|| self.scan_sent(ps, &from))?;
         let now = Instant::now();
-        Ok(Part {
-            partition: p,
-            windows,
-            seq,
-            next_offset: ck.as_ref().and_then(|c| c.next_offset),
-            flush_start: ck.as_ref().and_then(|c| c.next_offset),
-            counters: ck.as_ref().map(|c| c.counters).unwrap_or_default(),
-            raw: vec![],
-            late: vec![],
-            closed: vec![],
-            out: vec![],
-            buffered_bytes: 0,
-            span_started: now,
-            last_event: now,
-            at_end: false,
-            dirty: false,
-            already_sent,
-        })
+        let mut out = Vec::new();
+        for (p, ck) in cks {
+            let already_sent = sent.remove(&p).unwrap_or_default();
+            if !already_sent.is_empty() {
+                tracing::info!(
+                    message = "Found outputs sent after the last checkpoint; they will not be sent again.",
+                    partition = p,
+                    messages = already_sent.len()
+                );
+            }
+            let windows = match &ck {
+                Some(c) => Windows::restore(self.specs.clone(), self.lateness, c.windows.clone()),
+                None => Windows::new(self.specs.clone(), self.lateness),
+            };
+            tracing::info!(message = "Partition assigned.", partition = p, next_offset = ?ck.as_ref().and_then(|c| c.next_offset), checkpoint_seq = ck.as_ref().map_or(0, |c| c.seq));
+            out.push(Part {
+                partition: p,
+                windows,
+                seq: ck.as_ref().map_or(0, |c| c.seq),
+                next_offset: ck.as_ref().and_then(|c| c.next_offset),
+                flush_start: ck.as_ref().and_then(|c| c.next_offset),
+                counters: ck.as_ref().map(|c| c.counters).unwrap_or_default(),
+                raw: vec![],
+                late: vec![],
+                closed: vec![],
+                out: vec![],
+                buffered_bytes: 0,
+                span_started: now,
+                last_event: now,
+                at_end: false,
+                dirty: false,
+                already_sent,
+                step_back: 0,
+            });
+        }
+        Ok(out)
     }
 
-    /// Idempotency keys of this group's partition `p` in the outputs after `from`. Blocking.
-    fn scan_sent(&self, p: i32, from: &BTreeMap<String, i64>) -> Result<HashSet<String>> {
+    /// Idempotency keys this group's partitions `ps` wrote to the outputs after `from`.
+    /// Blocking.
+    fn scan_sent(
+        &self,
+        ps: &[i32],
+        from: &BTreeMap<String, i64>,
+    ) -> Result<HashMap<i32, HashSet<String>>> {
         let t = &self.cfg.topics;
         let mut assignment = Vec::new();
         for topic in [&t.windowed_product_sales, &t.late_sales, &t.dlq] {
             for q in 0..self.out_parts[topic] {
-                let o = from.get(&format!("{topic}/{q}")).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                let o = from
+                    .get(&format!("{topic}/{q}"))
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
                 assignment.push((topic.clone(), q, o));
             }
         }
-        let (group, part) = (self.cfg.stream.group_id.as_str(), p.to_string());
-        let mut keys = HashSet::new();
-        kafka::read_to_end(&self.cfg.kafka, "jobs-stream-recovery", &assignment, "stream outputs for recovery", |m| {
-            let Some(h) = m.headers() else { return };
-            let (mut g, mut sp, mut key) = (None, None, None);
-            for hd in h.iter() {
-                let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
-                match hd.key {
-                    "jobs.group" => g = v,
-                    "jobs.source_partition" => sp = v,
-                    "jobs.idempotency_key" => key = v,
-                    _ => {}
+        let group = self.cfg.stream.group_id.as_str();
+        let wanted: HashMap<String, i32> = ps.iter().map(|p| (p.to_string(), *p)).collect();
+        let mut keys: HashMap<i32, HashSet<String>> = HashMap::new();
+        kafka::read_to_end(
+            &self.cfg.kafka,
+            "jobs-stream-recovery",
+            &assignment,
+            "stream outputs for recovery",
+            |m| {
+                let Some(h) = m.headers() else { return };
+                let (mut g, mut sp, mut key) = (None, None, None);
+                for hd in h.iter() {
+                    let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
+                    match hd.key {
+                        "jobs.group" => g = v,
+                        "jobs.source_partition" => sp = v,
+                        "jobs.idempotency_key" => key = v,
+                        _ => {}
+                    }
                 }
-            }
-            if g == Some(group) && sp == Some(part.as_str()) {
-                if let Some(k) = key {
-                    keys.insert(k.to_string());
+                if g != Some(group) {
+                    return;
                 }
-            }
-        })?;
+                if let (Some(p), Some(k)) = (sp.and_then(|s| wanted.get(s)), key) {
+                    keys.entry(*p).or_default().insert(k.to_string());
+                }
+            },
+        )?;
         Ok(keys)
     }
 
-    async fn on_message(&mut self, m: &BorrowedMessage<'_>, consumer: &StreamConsumer<StreamContext>) -> Result<()> {
+    async fn on_message(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        consumer: &StreamConsumer<StreamContext>,
+    ) -> Result<()> {
         let p = m.partition();
         let Some(part) = self.parts.get_mut(&p) else {
             return Ok(()); // not ours (any more)
@@ -425,6 +567,27 @@ impl Job<'_> {
         if part.next_offset.is_some_and(|n| offset < n) {
             return Ok(()); // covered by the checkpoint
         }
+        if let Some(n) = part.next_offset.filter(|n| offset > *n) {
+            // A gap: processing this message would skip offsets n..offset. It happens when a
+            // fetch was in flight before our position was set, and with brokers that answer
+            // a fetch starting inside a record batch with the *next* batch (Tansu 0.6.0). Step
+            // back further each time and skip forward to n: exact on any broker.
+            part.step_back = (part.step_back * 4).clamp(1, 1 << 20);
+            let to = (n - part.step_back).max(0);
+            tracing::debug!(
+                message = "Gap in offsets; stepping back.",
+                partition = p,
+                offset,
+                expected = n,
+                seek_to = to
+            );
+            let topic = self.cfg.topics.product_sales.clone();
+            if let Err(e) = consumer.seek(&topic, p, Offset::Offset(to), Duration::from_secs(5)) {
+                tracing::warn!(message = "Seek back failed; will retry.", partition = p, error = %e);
+            }
+            return Ok(());
+        }
+        part.step_back = 0;
         part.at_end = false;
         part.dirty = true;
         part.last_event = Instant::now();
@@ -457,7 +620,12 @@ impl Job<'_> {
                     part.counters.aggregated += 1;
                     self.total.aggregated += 1;
                     self.metrics.aggregated.fetch_add(1, Ordering::Relaxed);
-                    part.raw.push(SourcedSale { sale, partition: p, offset, watermark: None });
+                    part.raw.push(SourcedSale {
+                        sale,
+                        partition: p,
+                        offset,
+                        watermark: None,
+                    });
                 }
                 Outcome::Late { watermark } => {
                     part.counters.late += 1;
@@ -468,9 +636,17 @@ impl Job<'_> {
                         key: m.key().unwrap_or_default().to_vec(),
                         value: payload.to_vec(),
                         idempotency_key: format!("late|{p}|{offset}"),
-                        headers: vec![("jobs.watermark", crate::records::rfc3339_micros(watermark))],
+                        headers: vec![(
+                            "jobs.watermark",
+                            crate::records::rfc3339_micros(watermark),
+                        )],
                     });
-                    let s = SourcedSale { sale, partition: p, offset, watermark: Some(watermark) };
+                    let s = SourcedSale {
+                        sale,
+                        partition: p,
+                        offset,
+                        watermark: Some(watermark),
+                    };
                     part.raw.push(s.clone());
                     part.late.push(s);
                 }
@@ -482,7 +658,10 @@ impl Job<'_> {
         }
         part.windows.advance(&mut part.closed);
         if part.buffered_bytes >= self.cfg.stream.roll_bytes {
-            let mut part = self.parts.remove(&p).ok_or_else(|| Error::Internal("partition vanished".into()))?;
+            let mut part = self
+                .parts
+                .remove(&p)
+                .ok_or_else(|| Error::Internal("partition vanished".into()))?;
             let r = self.flush(&mut part, consumer).await;
             self.parts.insert(p, part);
             r?;
@@ -502,14 +681,19 @@ impl Job<'_> {
             .min();
         let ids: Vec<i32> = self.parts.keys().copied().collect();
         for p in ids {
-            let mut part = self.parts.remove(&p).ok_or_else(|| Error::Internal("partition vanished".into()))?;
-            if let Some(wm) = active_wm {
-                if part.last_event.elapsed() >= idle && part.at_end && part.windows.watermark() < wm {
-                    let before = part.closed.len();
-                    part.windows.advance_to(wm, &mut part.closed);
-                    if part.closed.len() > before {
-                        part.dirty = true;
-                    }
+            let mut part = self
+                .parts
+                .remove(&p)
+                .ok_or_else(|| Error::Internal("partition vanished".into()))?;
+            if let Some(wm) = active_wm
+                && part.last_event.elapsed() >= idle
+                && part.at_end
+                && part.windows.watermark() < wm
+            {
+                let before = part.closed.len();
+                part.windows.advance_to(wm, &mut part.closed);
+                if part.closed.len() > before {
+                    part.dirty = true;
                 }
             }
             if let Ok(mut g) = self.metrics.partitions.lock() {
@@ -518,7 +702,11 @@ impl Job<'_> {
                 e.next_offset = part.next_offset.unwrap_or(0);
             }
             let due = part.span_started.elapsed() >= self.cfg.stream.roll_interval;
-            let r = if due && part.dirty { self.flush(&mut part, consumer).await } else { Ok(()) };
+            let r = if due && part.dirty {
+                self.flush(&mut part, consumer).await
+            } else {
+                Ok(())
+            };
             self.parts.insert(p, part);
             r?;
         }
@@ -528,7 +716,11 @@ impl Job<'_> {
     }
 
     /// Files, outputs, checkpoint: see the module docs.
-    async fn flush(&mut self, part: &mut Part, consumer: &StreamConsumer<StreamContext>) -> Result<()> {
+    async fn flush(
+        &mut self,
+        part: &mut Part,
+        consumer: &StreamConsumer<StreamContext>,
+    ) -> Result<()> {
         let started = Instant::now();
         let p = part.partition;
         let seq = part.seq + 1;
@@ -548,9 +740,15 @@ impl Job<'_> {
             }
             Ok(files)
         })?;
-        let intent = Intent { seq, files: files.iter().map(|f| f.0.clone()).collect() };
+        let intent = Intent {
+            seq,
+            files: files.iter().map(|f| f.0.clone()).collect(),
+        };
         self.lake
-            .put(&self.intent_path(p), serde_json::to_vec(&intent).unwrap_or_default())
+            .put(
+                &self.intent_path(p),
+                serde_json::to_vec(&intent).unwrap_or_default(),
+            )
             .await?;
         let bytes: usize = files.iter().map(|f| f.1.len()).sum();
         let n_files = files.len();
@@ -568,7 +766,13 @@ impl Job<'_> {
             msgs.push(OutMsg {
                 topic: self.cfg.topics.windowed_product_sales.clone(),
                 key: c.product_id.to_string().into_bytes(),
-                value: outputs::window_value(self.cfg.stream.output_format, self.schema_window, spec, c, &mut w),
+                value: outputs::window_value(
+                    self.cfg.stream.output_format,
+                    self.schema_window,
+                    spec,
+                    c,
+                    &mut w,
+                ),
                 idempotency_key: outputs::window_key(spec, c),
                 headers: vec![],
             });
@@ -583,28 +787,53 @@ impl Job<'_> {
                     continue;
                 }
                 let mut h = OwnedHeaders::new_with_capacity(3 + m.headers.len())
-                    .insert(Header { key: "jobs.idempotency_key", value: Some(m.idempotency_key.as_str()) })
-                    .insert(Header { key: "jobs.group", value: Some(group.as_str()) })
-                    .insert(Header { key: "jobs.source_partition", value: Some(sp.as_str()) });
+                    .insert(Header {
+                        key: "jobs.idempotency_key",
+                        value: Some(m.idempotency_key.as_str()),
+                    })
+                    .insert(Header {
+                        key: "jobs.group",
+                        value: Some(group.as_str()),
+                    })
+                    .insert(Header {
+                        key: "jobs.source_partition",
+                        value: Some(sp.as_str()),
+                    });
                 for (k, v) in &m.headers {
-                    h = h.insert(Header { key: k, value: Some(v.as_str()) });
+                    h = h.insert(Header {
+                        key: k,
+                        value: Some(v.as_str()),
+                    });
                 }
                 let n = self.out_parts.get(&m.topic).copied().unwrap_or(1);
                 let q = partition_for(&m.key, n);
                 kafka::send(
                     &self.producer,
-                    BaseRecord::to(&m.topic).key(m.key.as_slice()).partition(q).payload(m.value.as_slice()).headers(h),
+                    BaseRecord::to(&m.topic)
+                        .key(m.key.as_slice())
+                        .partition(q)
+                        .payload(m.value.as_slice())
+                        .headers(h),
                 )
                 .map_err(kafka::err(&self.cfg.kafka, format!("send to {}", m.topic)))?;
             }
             self.producer
                 .flush(Duration::from_secs(120))
-                .map_err(kafka::err(&self.cfg.kafka, "wait for output acknowledgements"))?;
-            let mut acks = self.acks.lock().map_err(|_| Error::Internal("acks lock poisoned".into()))?;
+                .map_err(kafka::err(
+                    &self.cfg.kafka,
+                    "wait for output acknowledgements",
+                ))?;
+            let mut acks = self
+                .acks
+                .lock()
+                .map_err(|_| Error::Internal("acks lock poisoned".into()))?;
             if let Some(first) = acks.errors.first() {
                 return Err(Error::Kafka {
                     brokers: self.cfg.kafka.brokers.clone(),
-                    what: format!("{} output messages not delivered, first: {first}; the checkpoint did not move", acks.errors.len()),
+                    what: format!(
+                        "{} output messages not delivered, first: {first}; the checkpoint did not move",
+                        acks.errors.len()
+                    ),
                     source: KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::Fail),
                 });
             }
@@ -622,22 +851,32 @@ impl Job<'_> {
             output_offsets: self.output_offsets.clone(),
             windows: part.windows.state(),
         };
-        let ck_bytes = serde_json::to_vec(&ck).map_err(|e| Error::Internal(format!("checkpoint: {e}")))?;
+        let ck_bytes =
+            serde_json::to_vec(&ck).map_err(|e| Error::Internal(format!("checkpoint: {e}")))?;
         self.lake.put(&self.checkpoint_path(p), ck_bytes).await?;
         self.lake.delete(&self.intent_path(p)).await?;
         if let Some(next) = part.next_offset {
             let mut tpl = TopicPartitionList::new();
-            let _ = tpl.add_partition_offset(&self.cfg.topics.product_sales, p, Offset::Offset(next));
+            let _ =
+                tpl.add_partition_offset(&self.cfg.topics.product_sales, p, Offset::Offset(next));
             if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                 tracing::debug!(message = "Progress commit failed (the checkpoint is the truth).", error = %e);
             }
         }
         let windows_out = part.closed.len();
-        self.metrics.windows_out.fetch_add(windows_out as u64, Ordering::Relaxed);
-        self.metrics.files_written.fetch_add(n_files as u64, Ordering::Relaxed);
-        self.metrics.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.metrics
+            .windows_out
+            .fetch_add(windows_out as u64, Ordering::Relaxed);
+        self.metrics
+            .files_written
+            .fetch_add(n_files as u64, Ordering::Relaxed);
+        self.metrics
+            .bytes_written
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.metrics.checkpoint_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.metrics
+            .checkpoint_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         tracing::debug!(
             message = "Flushed and checkpointed.",
             partition = p,
@@ -677,7 +916,10 @@ fn decode_sale(registry: &Registry, payload: &[u8]) -> std::result::Result<Produ
         return Err(format!("quantity_sold is negative: {}", s.quantity_sold));
     }
     if s.price_per_unit_cents < 0 {
-        return Err(format!("price_per_unit is negative: {}", crate::records::format_cents(s.price_per_unit_cents)));
+        return Err(format!(
+            "price_per_unit is negative: {}",
+            crate::records::format_cents(s.price_per_unit_cents)
+        ));
     }
     Ok(s)
 }

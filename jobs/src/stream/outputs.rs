@@ -39,7 +39,11 @@ fn date(micros: i64) -> String {
 
 fn ts_field(name: &str) -> Field {
     // Naive (no time zone) microsecond timestamps holding UTC: DuckDB reads TIMESTAMP.
-    Field::new(name, DataType::Timestamp(TimeUnit::Microsecond, None), false)
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, None),
+        false,
+    )
 }
 
 /// The `sales_windows` schema.
@@ -87,25 +91,47 @@ fn batch(schema: Arc<Schema>, cols: Vec<ArrayRef>) -> Result<RecordBatch> {
 
 fn dec(b: Decimal128Builder, p: u8, s: i8) -> Result<ArrayRef> {
     let mut b = b;
-    Ok(Arc::new(b.finish().with_precision_and_scale(p, s).map_err(|e| Error::Internal(e.to_string()))?))
+    Ok(Arc::new(
+        b.finish()
+            .with_precision_and_scale(p, s)
+            .map_err(|e| Error::Internal(e.to_string()))?,
+    ))
 }
 
 /// Closed windows grouped by their Hive folder, `sales_windows/window=../date=../hour=..`.
-pub fn window_files(specs: &[WindowSpec], rows: &[ClosedWindow]) -> Result<BTreeMap<String, RecordBatch>> {
+pub fn window_files(
+    specs: &[WindowSpec],
+    rows: &[ClosedWindow],
+) -> Result<BTreeMap<String, RecordBatch>> {
     let mut groups: BTreeMap<String, Vec<&ClosedWindow>> = BTreeMap::new();
     for r in rows {
         let t = ts(r.start);
-        let dir = format!("sales_windows/window={}/date={}/hour={}", specs[r.spec].name, date(r.start), t.hour());
+        let dir = format!(
+            "sales_windows/window={}/date={}/hour={}",
+            specs[r.spec].name,
+            date(r.start),
+            t.hour()
+        );
         groups.entry(dir).or_default().push(r);
     }
     let mut out = BTreeMap::new();
     for (dir, rows) in groups {
         let n = rows.len();
-        let (mut start, mut end) = (TimestampMicrosecondBuilder::with_capacity(n), TimestampMicrosecondBuilder::with_capacity(n));
+        let (mut start, mut end) = (
+            TimestampMicrosecondBuilder::with_capacity(n),
+            TimestampMicrosecondBuilder::with_capacity(n),
+        );
         let mut spec = StringBuilder::new();
         let mut pid = Int64Builder::with_capacity(n);
-        let (mut name, mut brand, mut cat) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
-        let (mut qty, mut orders) = (Int64Builder::with_capacity(n), Int64Builder::with_capacity(n));
+        let (mut name, mut brand, mut cat) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let (mut qty, mut orders) = (
+            Int64Builder::with_capacity(n),
+            Int64Builder::with_capacity(n),
+        );
         let mut rev = Decimal128Builder::with_capacity(n);
         for r in rows {
             start.append_value(r.start);
@@ -140,10 +166,20 @@ pub fn window_files(specs: &[WindowSpec], rows: &[ClosedWindow]) -> Result<BTree
 }
 
 /// Sales grouped by `<table>/date=..` folder.
-pub fn sales_files(table: &str, rows: &[SourcedSale], late: bool) -> Result<BTreeMap<String, RecordBatch>> {
+pub fn sales_files(
+    table: &str,
+    rows: &[SourcedSale],
+    late: bool,
+) -> Result<BTreeMap<String, RecordBatch>> {
     let mut groups: BTreeMap<String, Vec<&SourcedSale>> = BTreeMap::new();
     for r in rows {
-        groups.entry(format!("{table}/date={}", date(r.sale.transaction_date_micros))).or_default().push(r);
+        groups
+            .entry(format!(
+                "{table}/date={}",
+                date(r.sale.transaction_date_micros)
+            ))
+            .or_default()
+            .push(r);
     }
     let mut out = BTreeMap::new();
     for (dir, rows) in groups {
@@ -154,11 +190,22 @@ pub fn sales_files(table: &str, rows: &[SourcedSale], late: bool) -> Result<BTre
             Int64Builder::with_capacity(n),
             Int64Builder::with_capacity(n),
         );
-        let (mut name, mut cat, mut brand, mut country, mut card) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
-        let (mut qty, mut part) = (Int32Builder::with_capacity(n), Int32Builder::with_capacity(n));
+        let (mut name, mut cat, mut brand, mut country, mut card) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let (mut qty, mut part) = (
+            Int32Builder::with_capacity(n),
+            Int32Builder::with_capacity(n),
+        );
         let mut price = Decimal128Builder::with_capacity(n);
-        let (mut when, mut wm) = (TimestampMicrosecondBuilder::with_capacity(n), TimestampMicrosecondBuilder::with_capacity(n));
+        let (mut when, mut wm) = (
+            TimestampMicrosecondBuilder::with_capacity(n),
+            TimestampMicrosecondBuilder::with_capacity(n),
+        );
         for r in rows {
             let s = &r.sale;
             tid.append_value(s.transaction_id);
@@ -206,7 +253,13 @@ pub fn window_key(spec: &WindowSpec, w: &ClosedWindow) -> String {
 }
 
 /// The Kafka value of a closed window.
-pub fn window_value(format: OutputFormat, schema_id: u32, spec: &WindowSpec, w: &ClosedWindow, buf: &mut Writer) -> Vec<u8> {
+pub fn window_value(
+    format: OutputFormat,
+    schema_id: u32,
+    spec: &WindowSpec,
+    w: &ClosedWindow,
+    buf: &mut Writer,
+) -> Vec<u8> {
     match format {
         OutputFormat::Avro => {
             buf.start_framed(schema_id);
@@ -236,10 +289,11 @@ pub fn window_value(format: OutputFormat, schema_id: u32, spec: &WindowSpec, w: 
                 total_revenue: &'a RawValue,
                 order_count: i64,
             }
-            let rev = RawValue::from_string(format_cents(w.agg.revenue_cents)).unwrap_or_else(|_| {
-                // format_cents always yields a valid JSON number.
-                RawValue::from_string("0".into()).expect("0 is JSON")
-            });
+            let rev =
+                RawValue::from_string(format_cents(w.agg.revenue_cents)).unwrap_or_else(|_| {
+                    // format_cents always yields a valid JSON number.
+                    RawValue::from_string("0".into()).expect("0 is JSON")
+                });
             serde_json::to_vec(&J {
                 window: &spec.name,
                 window_start: rfc3339_micros(w.start),

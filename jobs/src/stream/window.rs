@@ -32,9 +32,10 @@ impl WindowSpec {
     /// Parses `1h` (tumbling) or `1h/5m` (sliding: size/slide), humantime units.
     pub fn parse(text: &str) -> Result<WindowSpec, String> {
         let dur = |t: &str| -> Result<i64, String> {
-            let d = humantime::parse_duration(t.trim())
-                .map_err(|e| format!("window {text:?}: {e}"))?;
-            let m = i64::try_from(d.as_micros()).map_err(|_| format!("window {text:?} too long"))?;
+            let d =
+                humantime::parse_duration(t.trim()).map_err(|e| format!("window {text:?}: {e}"))?;
+            let m =
+                i64::try_from(d.as_micros()).map_err(|_| format!("window {text:?} too long"))?;
             if m <= 0 {
                 return Err(format!("window {text:?} must be longer than zero"));
             }
@@ -48,9 +49,15 @@ impl WindowSpec {
             return Err(format!("window {text:?}: the slide must divide the size"));
         }
         if (86_400_000_000 % slide != 0) && (slide % 86_400_000_000 != 0) {
-            return Err(format!("window {text:?}: the slide must divide a day (or be whole days)"));
+            return Err(format!(
+                "window {text:?}: the slide must divide a day (or be whole days)"
+            ));
         }
-        Ok(WindowSpec { name, size_micros: size, slide_micros: slide })
+        Ok(WindowSpec {
+            name,
+            size_micros: size,
+            slide_micros: slide,
+        })
     }
 
     /// Starts of the windows that contain `ts`, oldest first.
@@ -93,7 +100,9 @@ pub struct ClosedWindow {
 pub enum Outcome {
     Aggregated,
     /// Older than the watermark, which is given.
-    Late { watermark: i64 },
+    Late {
+        watermark: i64,
+    },
 }
 
 /// One partition's windows.
@@ -134,7 +143,9 @@ impl Windows {
 
     /// The watermark: max event time - lateness (i64::MIN before any event).
     pub fn watermark(&self) -> i64 {
-        self.max_ts.map_or(i64::MIN, |m| m - self.lateness).max(self.emitted_to)
+        self.max_ts
+            .map_or(i64::MIN, |m| m - self.lateness)
+            .max(self.emitted_to)
     }
 
     /// Max event time seen.
@@ -216,9 +227,20 @@ impl Windows {
             for (product_id, agg) in rows {
                 let info = self.products.get(&product_id).cloned().unwrap_or_else(|| {
                     // Every aggregated product was registered in `record`.
-                    Arc::new(ProductInfo { name: String::new(), brand: String::new(), category: String::new() })
+                    Arc::new(ProductInfo {
+                        name: String::new(),
+                        brand: String::new(),
+                        category: String::new(),
+                    })
                 });
-                out.push(ClosedWindow { spec, start, end, product_id, info, agg });
+                out.push(ClosedWindow {
+                    spec,
+                    start,
+                    end,
+                    product_id,
+                    info,
+                    agg,
+                });
             }
         }
         if wm > self.emitted_to {
@@ -233,12 +255,29 @@ impl Windows {
             let mut rows: Vec<_> = m.iter().collect();
             rows.sort_unstable_by_key(|r| *r.0);
             for (p, a) in rows {
-                open.push((*end, *spec, *start, *p, a.quantity, a.revenue_cents, a.orders));
+                open.push((
+                    *end,
+                    *spec,
+                    *start,
+                    *p,
+                    a.quantity,
+                    a.revenue_cents,
+                    a.orders,
+                ));
             }
         }
-        let mut products: Vec<_> = self.products.iter().map(|(k, v)| (*k, (**v).clone())).collect();
+        let mut products: Vec<_> = self
+            .products
+            .iter()
+            .map(|(k, v)| (*k, (**v).clone()))
+            .collect();
         products.sort_unstable_by_key(|p| p.0);
-        WindowState { max_ts: self.max_ts, emitted_to: self.emitted_to, open, products }
+        WindowState {
+            max_ts: self.max_ts,
+            emitted_to: self.emitted_to,
+            open,
+            products,
+        }
     }
 
     /// Restores from a checkpoint.
@@ -247,9 +286,20 @@ impl Windows {
         w.max_ts = st.max_ts;
         w.emitted_to = st.emitted_to;
         for (end, spec, start, p, q, r, o) in st.open {
-            w.open.entry((end, spec, start)).or_default().insert(p, Agg { quantity: q, revenue_cents: r, orders: o });
+            w.open.entry((end, spec, start)).or_default().insert(
+                p,
+                Agg {
+                    quantity: q,
+                    revenue_cents: r,
+                    orders: o,
+                },
+            );
         }
-        w.products = st.products.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        w.products = st
+            .products
+            .into_iter()
+            .map(|(k, v)| (k, Arc::new(v)))
+            .collect();
         w
     }
 }
@@ -285,31 +335,61 @@ mod tests {
     #[test]
     fn parses_tumbling_and_sliding_specs() {
         let w = WindowSpec::parse("1h/5m").unwrap();
-        assert_eq!((w.name.as_str(), w.size_micros, w.slide_micros), ("1h_every_5m", H, 5 * M));
+        assert_eq!(
+            (w.name.as_str(), w.size_micros, w.slide_micros),
+            ("1h_every_5m", H, 5 * M)
+        );
         assert_eq!(w.starts(T0 + 7 * M).count(), 12);
         assert_eq!(w.starts(T0 + 7 * M).last(), Some(T0 + 5 * M));
         assert_eq!(w.starts(T0 + 7 * M).next(), Some(T0 + 5 * M - 11 * 5 * M));
         assert!(WindowSpec::parse("1h/7m").is_err());
         assert!(WindowSpec::parse("0s").is_err());
-        assert_eq!(WindowSpec::parse("1d").unwrap().starts(T0 + 5 * H).collect::<Vec<_>>(), vec![T0]);
+        assert_eq!(
+            WindowSpec::parse("1d")
+                .unwrap()
+                .starts(T0 + 5 * H)
+                .collect::<Vec<_>>(),
+            vec![T0]
+        );
     }
 
     #[test]
     fn the_seed_example_aggregates_exactly() {
         let mut w = Windows::new(specs(&["1h"]), 0);
         w.record(&sale(3001, 1, "Dell Inspiron", 2, 5_000_000, T0 + 10 * M));
-        w.record(&sale(3002, 11, "Apple iPhone 12", 3, 8_000_000, T0 + 20 * M));
+        w.record(&sale(
+            3002,
+            11,
+            "Apple iPhone 12",
+            3,
+            8_000_000,
+            T0 + 20 * M,
+        ));
         w.record(&sale(3003, 5, "Lenovo ThinkPad", 1, 6_500_000, T0 + 30 * M));
         let mut out = vec![];
         w.advance(&mut out);
         assert!(out.is_empty(), "the hour is not over");
         w.flush_all(&mut out);
-        let got: Vec<_> = out.iter().map(|c| (c.info.name.as_str(), c.agg.quantity, c.agg.revenue_cents, c.start, c.end)).collect();
-        assert_eq!(got, vec![
-            ("Dell Inspiron", 2, 10_000_000, T0, T0 + H),
-            ("Lenovo ThinkPad", 1, 6_500_000, T0, T0 + H),
-            ("Apple iPhone 12", 3, 24_000_000, T0, T0 + H),
-        ]);
+        let got: Vec<_> = out
+            .iter()
+            .map(|c| {
+                (
+                    c.info.name.as_str(),
+                    c.agg.quantity,
+                    c.agg.revenue_cents,
+                    c.start,
+                    c.end,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Dell Inspiron", 2, 10_000_000, T0, T0 + H),
+                ("Lenovo ThinkPad", 1, 6_500_000, T0, T0 + H),
+                ("Apple iPhone 12", 3, 24_000_000, T0, T0 + H),
+            ]
+        );
     }
 
     #[test]
@@ -323,13 +403,24 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].start, out[0].agg.quantity), (T0, 1));
         // 00:59 is older than the watermark: late, in no window.
-        assert_eq!(w.record(&sale(3, 1, "Dell Inspiron", 1, 100, T0 + 59 * M)), Outcome::Late { watermark: T0 + H + 5 * M });
+        assert_eq!(
+            w.record(&sale(3, 1, "Dell Inspiron", 1, 100, T0 + 59 * M)),
+            Outcome::Late {
+                watermark: T0 + H + 5 * M
+            }
+        );
         // 01:06 is within the lateness: aggregated.
-        assert_eq!(w.record(&sale(4, 1, "Dell Inspiron", 1, 100, T0 + H + 6 * M)), Outcome::Aggregated);
+        assert_eq!(
+            w.record(&sale(4, 1, "Dell Inspiron", 1, 100, T0 + H + 6 * M)),
+            Outcome::Aggregated
+        );
         w.advance(&mut out);
         assert_eq!(out.len(), 1, "nothing emitted twice");
         w.flush_all(&mut out);
-        assert_eq!((out[1].start, out[1].agg.quantity, out[1].agg.orders), (T0 + H, 2, 2));
+        assert_eq!(
+            (out[1].start, out[1].agg.quantity, out[1].agg.orders),
+            (T0 + H, 2, 2)
+        );
     }
 
     #[test]
@@ -340,14 +431,24 @@ mod tests {
         w.flush_all(&mut out);
         let starts: Vec<i64> = out.iter().map(|c| (c.start - T0) / M).collect();
         assert_eq!(starts, vec![-45, -30, -15, 0]);
-        assert!(out.iter().all(|c| c.agg.revenue_cents == 300 && c.end - c.start == H));
+        assert!(
+            out.iter()
+                .all(|c| c.agg.revenue_cents == 300 && c.end - c.start == H)
+        );
     }
 
     #[test]
     fn revenue_is_exact_over_millions_of_events() {
         let mut w = Windows::new(specs(&["1d"]), 0);
         for i in 0..2_000_000 {
-            w.record(&sale(i, 1, "Dell Inspiron", 1, 1999, T0 + (i % 1000) * M / 20));
+            w.record(&sale(
+                i,
+                1,
+                "Dell Inspiron",
+                1,
+                1999,
+                T0 + (i % 1000) * M / 20,
+            ));
         }
         let mut out = vec![];
         w.flush_all(&mut out);
@@ -358,7 +459,18 @@ mod tests {
     fn checkpoint_round_trip_resumes_identically() {
         let s = specs(&["1h", "1h/30m"]);
         let mut a = Windows::new(s.clone(), 5 * M);
-        let events: Vec<_> = (0..200).map(|i| sale(i, i % 7, "Dell Inspiron", 1 + (i % 3) as i32, 100 + i, T0 + i * 3 * M / 2)).collect();
+        let events: Vec<_> = (0..200)
+            .map(|i| {
+                sale(
+                    i,
+                    i % 7,
+                    "Dell Inspiron",
+                    1 + (i % 3) as i32,
+                    100 + i,
+                    T0 + i * 3 * M / 2,
+                )
+            })
+            .collect();
         for e in &events[..120] {
             a.record(e);
         }

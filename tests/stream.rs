@@ -69,6 +69,35 @@ fn the_seed_example_is_exact_in_duckdb_and_kafka() {
 }
 
 #[test]
+fn the_lake_on_s3_holds_the_same_exact_windows() {
+    let env = Env::new(Backend::Sqlite);
+    let s3 = env.config_with("s3.toml", &[(
+        &format!("lake = \"{}\"", env.lake()),
+        &format!(
+            "lake = \"s3://lake/{}\"\n[s3]\nendpoint = \"http://127.0.0.1:8333\"\nregion = \"us-east-1\"\naccess_key_id = \"jobs\"\nsecret_access_key = \"jobs-secret\"",
+            env.id
+        ),
+    )]);
+    env.jobs(&["init"]);
+    insert_seed_example(&env);
+    env.jobs(&["ingest", "--once"]);
+    let out = env
+        .cmd_with(&s3, &["stream", "--until-idle"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rows = python(&["tests/py/stream_check.py", "s3-seed-windows", &env.id]);
+    assert_eq!(
+        rows,
+        json!([
+            ["Apple iPhone 12", 3, "240000.00", 1],
+            ["Dell Inspiron", 2, "100000.00", 1],
+            ["Lenovo ThinkPad", 1, "65000.00", 1]
+        ])
+    );
+}
+
+#[test]
 fn windows_equal_duckdbs_own_group_by() {
     let env = Env::new(Backend::Sqlite);
     env.jobs(&["init"]);

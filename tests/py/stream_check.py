@@ -30,6 +30,22 @@ def seed_windows(lake):
     print(json.dumps([list(r) for r in rows]))
 
 
+def s3_seed_windows(prefix):
+    """The 1h windows under s3://lake/PREFIX on the local SeaweedFS, read with pyarrow."""
+    import pyarrow.fs as fs
+    import pyarrow.parquet as pq
+    s3 = fs.S3FileSystem(access_key="jobs", secret_key="jobs-secret", endpoint_override="http://127.0.0.1:8333",
+                         scheme="http", region="us-east-1")
+    files = [f.path for f in s3.get_file_info(fs.FileSelector(f"lake/{prefix}/sales_windows", recursive=True))
+             if f.path.endswith(".parquet")]
+    rows = []
+    for f in files:
+        t = pq.read_table(f, filesystem=s3).to_pylist()
+        rows += [[r["product_name"], r["total_quantity_sold"], str(r["total_revenue"]), r["order_count"]]
+                 for r in t if r["window_spec"] == "1h"]
+    print(json.dumps(sorted(rows)))
+
+
 SPECS = {"1h": (3600, 3600), "1d": (86400, 86400), "1h_every_5m": (3600, 300)}
 
 
@@ -149,5 +165,5 @@ def produce(brokers, name, spec_file):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"seed-windows": seed_windows, "compare-groupby": compare_groupby, "lake-rows": lake_rows,
+    {"seed-windows": seed_windows, "s3-seed-windows": s3_seed_windows, "compare-groupby": compare_groupby, "lake-rows": lake_rows,
      "topic": topic, "headers": headers, "produce": produce}[cmd](*args)

@@ -430,7 +430,8 @@ mod tests {
         let mut out = vec![];
         w.flush_all(&mut out);
         let starts: Vec<i64> = out.iter().map(|c| (c.start - T0) / M).collect();
-        assert_eq!(starts, vec![-45, -30, -15, 0]);
+        // [start, start + 60) contains minute 20 for starts -30, -15, 0 and 15.
+        assert_eq!(starts, vec![-30, -15, 0, 15]);
         assert!(
             out.iter()
                 .all(|c| c.agg.revenue_cents == 300 && c.end - c.start == H)
@@ -447,7 +448,7 @@ mod tests {
                 "Dell Inspiron",
                 1,
                 1999,
-                T0 + (i % 1000) * M / 20,
+                T0 + i * 40_000, // 40 ms apart: all within the day, in order
             ));
         }
         let mut out = vec![];

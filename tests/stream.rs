@@ -24,6 +24,16 @@ fn insert_seed_example(env: &Env) {
     );
 }
 
+/// Seed 001's "aggregated results": Dell Inspiron 2 / 100000, Apple iPhone 12 3 / 240000,
+/// Lenovo ThinkPad 1 / 65000, as [name, units, revenue, orders] sorted by name.
+fn seed_expected() -> Value {
+    json!([
+        ["Apple iPhone 12", 3, "240000.00", 1],
+        ["Dell Inspiron", 2, "100000.00", 1],
+        ["Lenovo ThinkPad", 1, "65000.00", 1]
+    ])
+}
+
 #[test]
 fn the_seed_example_is_exact_in_duckdb_and_kafka() {
     let env = Env::new(Backend::Sqlite);
@@ -36,14 +46,7 @@ fn the_seed_example_is_exact_in_duckdb_and_kafka() {
         "{out}"
     );
     let rows = python(&["tests/py/stream_check.py", "seed-windows", &env.lake()]);
-    assert_eq!(
-        rows,
-        json!([
-            ["Apple iPhone 12", 3, "240000.00", 1],
-            ["Dell Inspiron", 2, "100000.00", 1],
-            ["Lenovo ThinkPad", 1, "65000.00", 1]
-        ])
-    );
+    assert_eq!(rows, seed_expected());
     let msgs = python(&[
         "tests/py/stream_check.py",
         "topic",
@@ -87,14 +90,7 @@ fn the_lake_on_s3_holds_the_same_exact_windows() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let rows = python(&["tests/py/stream_check.py", "s3-seed-windows", &env.id]);
-    assert_eq!(
-        rows,
-        json!([
-            ["Apple iPhone 12", 3, "240000.00", 1],
-            ["Dell Inspiron", 2, "100000.00", 1],
-            ["Lenovo ThinkPad", 1, "65000.00", 1]
-        ])
-    );
+    assert_eq!(rows, seed_expected());
 }
 
 #[test]

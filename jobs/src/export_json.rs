@@ -106,14 +106,7 @@ struct ExportContext {
 
 impl ClientContext for ExportContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        // End of partition is how `--until-idle` knows it is done, not an error.
-        if !matches!(
-            error,
-            KafkaError::PartitionEOF(_)
-                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        ) {
-            tracing::error!(message = "Kafka client error.", %error, reason);
-        }
+        kafka::log_client_error(error, reason);
     }
 }
 

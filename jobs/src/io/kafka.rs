@@ -228,15 +228,20 @@ pub fn scan_consumer(cfg: &KafkaConfig, group: &str) -> Result<BaseConsumer<Quie
 /// read to the end on purpose.
 pub struct QuietContext;
 
+/// Logs a client error, except end-of-partition, which consumers that read to the end
+/// receive on purpose (some librdkafka versions also raise it as a global error).
+pub fn log_client_error(error: KafkaError, reason: &str) {
+    if !matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    ) {
+        tracing::error!(message = "Kafka client error.", %error, reason);
+    }
+}
+
 impl ClientContext for QuietContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(
-            error,
-            KafkaError::PartitionEOF(_)
-                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        ) {
-            tracing::error!(message = "Kafka client error.", %error, reason);
-        }
+        log_client_error(error, reason);
     }
 }
 

@@ -143,13 +143,7 @@ impl ClientContext for StreamContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(
-            error,
-            KafkaError::PartitionEOF(_)
-                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        ) {
-            tracing::error!(message = "Kafka client error.", %error, reason);
-        }
+        kafka::log_client_error(error, reason);
     }
 }
 

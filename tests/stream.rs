@@ -391,3 +391,122 @@ fn kill_9_loop_ends_equal_to_a_crash_free_run() {
     );
     assert!(ta == tb, "window messages differ after the crash loop");
 }
+
+#[test]
+fn two_processes_one_killed_halfway_union_is_exact() {
+    let env = Env::new(Backend::Sqlite);
+    env.jobs(&["init"]);
+    env.jobs(&[
+        "generate",
+        "--days",
+        "2",
+        "--orders",
+        "40000",
+        "--seed",
+        "21",
+        "--until",
+        UNTIL,
+        "--customers",
+        "300",
+    ]);
+    env.jobs(&["ingest", "--once"]);
+    let clean = env.config_with(
+        "clean.toml",
+        &[
+            (
+                &format!("group_id = \"{}-stream\"", env.id),
+                &format!("group_id = \"{}-clean\"", env.id),
+            ),
+            (
+                &format!("lake = \"{}\"", env.lake()),
+                &format!("lake = \"{}-clean\"", env.lake()),
+            ),
+        ],
+    );
+    let out = env
+        .cmd_with(&clean, &["stream", "--until-idle"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let pair = env.config_with(
+        "pair.toml",
+        &[
+            (
+                "roll_interval = \"1s\"",
+                "roll_interval = \"300ms\"\nroll_bytes = 150000",
+            ),
+            (
+                "\"session.timeout.ms\" = \"6000\"",
+                "\"session.timeout.ms\" = \"1500\"\n\"heartbeat.interval.ms\" = \"300\"",
+            ),
+        ],
+    );
+    let spawn = || {
+        env.cmd_with(&pair, &["stream", "--until-idle"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    // Kill A once the pair has checkpointed a few times (both are working by then).
+    let state = env.dir.join(format!(
+        "lake/_state/stream/{}-stream/{}",
+        env.id,
+        env.topic("product_sales")
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0) < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let a_was_running = a.try_wait().unwrap().is_none();
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert!(b.wait().unwrap().success(), "the survivor fails");
+    assert!(a_was_running, "A finished before it could be killed");
+    // Whatever the survivor did not own when it finished, a restart completes.
+    let out = env
+        .cmd_with(&pair, &["stream", "--until-idle"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let x = python(&[
+        "tests/py/stream_check.py",
+        "lake-rows",
+        &format!("{}-clean", env.lake()),
+    ]);
+    let y = python(&["tests/py/stream_check.py", "lake-rows", &env.lake()]);
+    for t in ["sales_windows", "sales_raw", "late_sales"] {
+        assert_eq!(
+            x[t].as_array().unwrap().len(),
+            y[t].as_array().unwrap().len(),
+            "{t} row counts"
+        );
+        assert!(x[t] == y[t], "{t} differs");
+    }
+    let tx = python(&[
+        "tests/py/stream_check.py",
+        "topic",
+        common::BROKERS,
+        &env.topic("windows"),
+        &format!("{}-clean", env.id),
+    ]);
+    let ty = python(&[
+        "tests/py/stream_check.py",
+        "topic",
+        common::BROKERS,
+        &env.topic("windows"),
+        &format!("{}-stream", env.id),
+    ]);
+    assert_eq!(
+        tx.as_array().unwrap().len(),
+        ty.as_array().unwrap().len(),
+        "window messages"
+    );
+    assert!(tx == ty, "window messages differ");
+}

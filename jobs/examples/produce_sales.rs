@@ -1,5 +1,5 @@
-//! Benchmark input: produces COUNT Avro `ProductSale` messages (Confluent framing, schema id
-//! 1) for PRODUCTS products, keyed and partitioned like `jobs ingest`, with event times
+//! Benchmark input: produces COUNT Avro `ProductSale` messages (Confluent framing, schema
+//! id 1) for PRODUCTS products, keyed and partitioned like `jobs ingest`, with event times
 //! rising 1 ms per event from 2026-11-01.
 //!
 //! `cargo run --release --example produce_sales -- BROKERS TOPIC PARTITIONS COUNT PRODUCTS`

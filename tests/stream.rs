@@ -510,3 +510,106 @@ fn two_processes_one_killed_halfway_union_is_exact() {
     );
     assert!(tx == ty, "window messages differ");
 }
+
+/// Two product ids whose keys land in different partitions of a 3-partition topic.
+fn products_in_two_partitions() -> (i64, i64) {
+    let p = |id: i64| jobs::io::kafka::partition_for(id.to_string().as_bytes(), 3);
+    let a = 1;
+    let b = (2..100).find(|b| p(*b) != p(a)).unwrap();
+    (a, b)
+}
+
+#[test]
+fn an_idle_partition_does_not_stall_emission_and_sigterm_is_graceful() {
+    let env = Env::new(Backend::Sqlite);
+    env.jobs(&["init"]);
+    let cfg = env.config_with(
+        "idle.toml",
+        &[(
+            "roll_interval = \"1s\"",
+            "roll_interval = \"300ms\"\nidle_timeout = \"2s\"\nwindows = [\"1h\"]",
+        )],
+    );
+    let (active, quiet) = products_in_two_partitions();
+    // The quiet partition: one sale at 10:30, then nothing. Its own watermark (10:20) would
+    // hold its 10:00 window open forever.
+    let sale = |id: i64, product: i64, ts: &str| {
+        json!({"kind": "sale", "transaction_id": id, "product_id": product, "product_name": format!("Product {product}"),
+               "product_category": "Laptop", "brand": "Dell", "quantity_sold": 1, "price_per_unit": "1.00", "transaction_date": ts})
+    };
+    let spec_file = env.dir.join("spec.json");
+    std::fs::write(
+        &spec_file,
+        json!([
+            sale(1, active, "2026-11-20T10:10:00"),
+            sale(2, quiet, "2026-11-20T10:30:00")
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    python(&[
+        "tests/py/stream_check.py",
+        "produce",
+        common::BROKERS,
+        &env.topic("product_sales"),
+        spec_file.to_str().unwrap(),
+    ]);
+    let mut job = env
+        .cmd_with(&cfg, &["stream"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The active partition keeps moving: a sale per 300 ms, event time a minute apart from 11:00.
+    let trickle = std::process::Command::new(common::root().join(".venv/bin/python"))
+        .args([
+            "tests/py/stream_check.py",
+            "trickle",
+            common::BROKERS,
+            &env.topic("product_sales"),
+            &active.to_string(),
+            "2026-11-20T11:00:00",
+            "60",
+            "300",
+        ])
+        .current_dir(common::root())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut got = json!([]);
+    while std::time::Instant::now() < deadline {
+        got = python(&[
+            "tests/py/stream_check.py",
+            "windows-at",
+            &env.lake(),
+            "2026-11-20 10:00:00",
+        ]);
+        if got.as_array().unwrap().len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut trickle = trickle;
+    let _ = trickle.kill();
+    let _ = trickle.wait();
+    assert_eq!(
+        got,
+        json!([active.min(quiet), active.max(quiet)]),
+        "both 10:00 windows closed, the quiet partition's too"
+    );
+    // SIGTERM: a final flush and checkpoint, exit 0.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &job.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = job.wait().unwrap();
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status:?}"
+    );
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(job.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(stdout.contains("0 dead-lettered"), "{stdout}");
+}

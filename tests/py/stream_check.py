@@ -163,7 +163,39 @@ def produce(brokers, name, spec_file):
     print(json.dumps({"ok": True}))
 
 
+def trickle(brokers, name, product_id, start_iso, count, every_ms):
+    """COUNT sales of PRODUCT_ID, one every EVERY_MS of wall time, event times one minute apart
+    from START_ISO: an active partition."""
+    import datetime as dt
+    import time
+    import fastavro
+    from confluent_kafka import Producer
+    schema = fastavro.parse_schema(json.loads((ROOT / "data/avro/product_sale.avsc").read_text()))
+    p = Producer({"bootstrap.servers": brokers, "partitioner": "murmur2_random", "linger.ms": 0})
+    t0 = dt.datetime.fromisoformat(start_iso).replace(tzinfo=dt.timezone.utc)
+    for i in range(int(count)):
+        rec = {"transaction_id": 100000 + i, "product_id": int(product_id), "product_name": f"Product {product_id}",
+               "product_category": "Laptop", "brand": "Dell", "quantity_sold": 1, "price_per_unit": Decimal("1.00"),
+               "transaction_date": t0 + dt.timedelta(minutes=i), "customer_id": None, "country": None, "card_type": None}
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, rec)
+        p.produce(name, key=str(product_id).encode(), value=b"\x00\x00\x00\x00\x01" + buf.getvalue())
+        p.flush(10)
+        time.sleep(int(every_ms) / 1000)
+    print(json.dumps({"ok": True}))
+
+
+def windows_at(lake, start):
+    """Products with a 1h window starting at START (e.g. '2026-11-20 10:00:00')."""
+    try:
+        rows = duck().sql(f"""SELECT product_id FROM read_parquet('{lake}/sales_windows/**/*.parquet', hive_partitioning=1)
+                             WHERE "window" = '1h' AND window_start = TIMESTAMP '{start}' ORDER BY 1""").fetchall()
+    except Exception:
+        rows = []
+    print(json.dumps([r[0] for r in rows]))
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     {"seed-windows": seed_windows, "s3-seed-windows": s3_seed_windows, "compare-groupby": compare_groupby, "lake-rows": lake_rows,
-     "topic": topic, "headers": headers, "produce": produce}[cmd](*args)
+     "topic": topic, "headers": headers, "produce": produce, "trickle": trickle, "windows-at": windows_at}[cmd](*args)

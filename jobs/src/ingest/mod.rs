@@ -136,6 +136,7 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
         acks: &acks,
         source: &source,
         partitions: &partitions,
+        sent_total: std::sync::atomic::AtomicU64::new(0),
     };
     let started = Instant::now();
     loop {
@@ -200,6 +201,8 @@ struct Ctx<'a> {
     acks: &'a Mutex<Acks>,
     source: &'a str,
     partitions: &'a HashMap<String, i32>,
+    /// Messages handed to the producer, ever (compared with its delivery reports).
+    sent_total: std::sync::atomic::AtomicU64,
 }
 
 /// One batch, ready to publish.
@@ -363,8 +366,7 @@ impl Ctx<'_> {
             if already {
                 recovered += 1;
             } else {
-                kafka::send(
-                    self.producer,
+                self.send(
                     BaseRecord::to(topic)
                         .key(&key)
                         .partition(partition)
@@ -380,26 +382,22 @@ impl Ctx<'_> {
                 Position::Keyset(c) => st.cursor = c,
             }
         }
-        self.producer
-            .flush(Duration::from_secs(120))
-            .map_err(kerr("wait for acknowledgements"))?;
+        let target = self.sent_total.load(std::sync::atomic::Ordering::SeqCst);
+        kafka::wait_for_reports(self.acks, target, Duration::from_secs(120))?;
         self.take_acks(&mut st)?;
         failpoint_before_checkpoint();
         st.rows += sent + dead + recovered;
         let (key, value) = state::record(self.source, job.spec.table, &st);
-        kafka::send(
-            self.producer,
+        self.send(
             BaseRecord::to(&self.cfg.topics.ingest_state)
                 .key(&key)
                 .partition(0)
                 .payload(value.as_slice()),
         )
         .map_err(kerr("send checkpoint"))?;
-        self.producer
-            .flush(Duration::from_secs(60))
-            .map_err(kerr("write checkpoint"))?;
-        let mut scratch = TableState::default();
-        self.take_acks(&mut scratch)?;
+        // The checkpoint is not waited for here: it is acknowledged with the next batch (or
+        // the final flush). Until then a crash falls back to the previous checkpoint, and
+        // the tail scan still finds exactly what was delivered.
         job.state = st;
         job.stats.sent += sent;
         job.stats.dead_lettered += dead;
@@ -413,6 +411,14 @@ impl Ctx<'_> {
             recovered,
             cursor_id = job.state.cursor.id,
         );
+        Ok(())
+    }
+
+    /// Hands one message to the producer and counts it.
+    fn send(&self, rec: BaseRecord<'_, String, [u8]>) -> std::result::Result<(), KafkaError> {
+        kafka::send(self.producer, rec)?;
+        self.sent_total
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

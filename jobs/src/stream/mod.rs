@@ -776,7 +776,9 @@ impl Job<'_> {
         let mut skipped = 0usize;
         tokio::task::block_in_place(|| -> Result<()> {
             for m in &msgs {
-                if part.already_sent.contains(&m.idempotency_key) {
+                // Kept across flushes until matched: the replay may cut its flushes at other
+                // points than the run that crashed.
+                if part.already_sent.remove(&m.idempotency_key) {
                     skipped += 1;
                     continue;
                 }
@@ -887,7 +889,6 @@ impl Job<'_> {
         part.raw.clear();
         part.late.clear();
         part.closed.clear();
-        part.already_sent.clear();
         part.buffered_bytes = 0;
         part.span_started = Instant::now();
         part.dirty = false;

@@ -226,8 +226,9 @@ fn late_events_and_bad_messages_keep_the_invariant() {
     );
 }
 
-#[test]
-fn kill_9_loop_ends_equal_to_a_crash_free_run() {
+/// A fresh env with ORDERS generated sales ingested, and a crash-free reference run of the
+/// stream in its own group (`<id>-clean`) and lake (`<lake>-clean`).
+fn clean_reference_run(orders: &str, seed: &str) -> Env {
     let env = Env::new(Backend::Sqlite);
     env.jobs(&["init"]);
     env.jobs(&[
@@ -235,16 +236,15 @@ fn kill_9_loop_ends_equal_to_a_crash_free_run() {
         "--days",
         "2",
         "--orders",
-        "60000",
+        orders,
         "--seed",
-        "11",
+        seed,
         "--until",
         UNTIL,
         "--customers",
         "300",
     ]);
     env.jobs(&["ingest", "--once"]);
-    // Crash-free reference: its own group and lake.
     let clean = env.config_with(
         "clean.toml",
         &[
@@ -263,6 +263,49 @@ fn kill_9_loop_ends_equal_to_a_crash_free_run() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    env
+}
+
+/// The `<id>-stream` group's lake tables and window messages equal the clean run's: no loss,
+/// no duplicate.
+fn assert_equal_to_clean_run(env: &Env, raw_rows: usize) {
+    let a = python(&[
+        "tests/py/stream_check.py",
+        "lake-rows",
+        &format!("{}-clean", env.lake()),
+    ]);
+    let b = python(&["tests/py/stream_check.py", "lake-rows", &env.lake()]);
+    for t in ["sales_windows", "sales_raw", "late_sales"] {
+        assert_eq!(
+            a[t].as_array().unwrap().len(),
+            b[t].as_array().unwrap().len(),
+            "{t} row counts"
+        );
+        assert!(a[t] == b[t], "{t} differs from the crash-free run");
+    }
+    assert_eq!(a["sales_raw"].as_array().unwrap().len(), raw_rows);
+    let group = |g: &str| {
+        python(&[
+            "tests/py/stream_check.py",
+            "topic",
+            common::BROKERS,
+            &env.topic("windows"),
+            &format!("{}-{g}", env.id),
+        ])
+    };
+    let (ta, tb) = (group("clean"), group("stream"));
+    assert!(!ta.as_array().unwrap().is_empty());
+    assert_eq!(
+        ta.as_array().unwrap().len(),
+        tb.as_array().unwrap().len(),
+        "window messages: no loss, no duplicate"
+    );
+    assert!(ta == tb, "window messages differ from the crash-free run");
+}
+
+#[test]
+fn kill_9_loop_ends_equal_to_a_crash_free_run() {
+    let env = clean_reference_run("60000", "11");
     // The same input, killed with SIGKILL at 10+ random moments; small files so kills land
     // in every phase of a flush.
     // A killed member holds its group for the session timeout: keep it short here.
@@ -354,81 +397,12 @@ fn kill_9_loop_ends_equal_to_a_crash_free_run() {
         "the final run consumed everything again: {stdout}"
     );
 
-    let a = python(&[
-        "tests/py/stream_check.py",
-        "lake-rows",
-        &format!("{}-clean", env.lake()),
-    ]);
-    let b = python(&["tests/py/stream_check.py", "lake-rows", &env.lake()]);
-    for t in ["sales_windows", "sales_raw", "late_sales"] {
-        assert_eq!(
-            a[t].as_array().unwrap().len(),
-            b[t].as_array().unwrap().len(),
-            "{t} row counts"
-        );
-        assert!(a[t] == b[t], "{t} differs after the crash loop");
-    }
-    assert_eq!(a["sales_raw"].as_array().unwrap().len(), 60000);
-    let ta = python(&[
-        "tests/py/stream_check.py",
-        "topic",
-        common::BROKERS,
-        &env.topic("windows"),
-        &format!("{}-clean", env.id),
-    ]);
-    let tb = python(&[
-        "tests/py/stream_check.py",
-        "topic",
-        common::BROKERS,
-        &env.topic("windows"),
-        &format!("{}-stream", env.id),
-    ]);
-    assert!(!ta.as_array().unwrap().is_empty());
-    assert_eq!(
-        ta.as_array().unwrap().len(),
-        tb.as_array().unwrap().len(),
-        "window messages: no loss, no duplicate"
-    );
-    assert!(ta == tb, "window messages differ after the crash loop");
+    assert_equal_to_clean_run(&env, 60_000);
 }
 
 #[test]
 fn two_processes_one_killed_halfway_union_is_exact() {
-    let env = Env::new(Backend::Sqlite);
-    env.jobs(&["init"]);
-    env.jobs(&[
-        "generate",
-        "--days",
-        "2",
-        "--orders",
-        "40000",
-        "--seed",
-        "21",
-        "--until",
-        UNTIL,
-        "--customers",
-        "300",
-    ]);
-    env.jobs(&["ingest", "--once"]);
-    let clean = env.config_with(
-        "clean.toml",
-        &[
-            (
-                &format!("group_id = \"{}-stream\"", env.id),
-                &format!("group_id = \"{}-clean\"", env.id),
-            ),
-            (
-                &format!("lake = \"{}\"", env.lake()),
-                &format!("lake = \"{}-clean\"", env.lake()),
-            ),
-        ],
-    );
-    let out = env
-        .cmd_with(&clean, &["stream", "--until-idle"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-
+    let env = clean_reference_run("40000", "21");
     let pair = env.config_with(
         "pair.toml",
         &[
@@ -475,40 +449,7 @@ fn two_processes_one_killed_halfway_union_is_exact() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
-    let x = python(&[
-        "tests/py/stream_check.py",
-        "lake-rows",
-        &format!("{}-clean", env.lake()),
-    ]);
-    let y = python(&["tests/py/stream_check.py", "lake-rows", &env.lake()]);
-    for t in ["sales_windows", "sales_raw", "late_sales"] {
-        assert_eq!(
-            x[t].as_array().unwrap().len(),
-            y[t].as_array().unwrap().len(),
-            "{t} row counts"
-        );
-        assert!(x[t] == y[t], "{t} differs");
-    }
-    let tx = python(&[
-        "tests/py/stream_check.py",
-        "topic",
-        common::BROKERS,
-        &env.topic("windows"),
-        &format!("{}-clean", env.id),
-    ]);
-    let ty = python(&[
-        "tests/py/stream_check.py",
-        "topic",
-        common::BROKERS,
-        &env.topic("windows"),
-        &format!("{}-stream", env.id),
-    ]);
-    assert_eq!(
-        tx.as_array().unwrap().len(),
-        ty.as_array().unwrap().len(),
-        "window messages"
-    );
-    assert!(tx == ty, "window messages differ");
+    assert_equal_to_clean_run(&env, 40_000);
 }
 
 /// Two product ids whose keys land in different partitions of a 3-partition topic.

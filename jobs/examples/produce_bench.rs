@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 fn main() -> anyhow::Result<()> {
@@ -29,17 +28,10 @@ fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     for i in 0..count {
         let key = (i % 36).to_string();
-        let mut rec = BaseRecord::to(topic).key(&key).payload(&payload);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        jobs::io::kafka::send(
+            &producer,
+            BaseRecord::to(topic).key(&key).payload(payload.as_slice()),
+        )?;
     }
     producer.flush(Duration::from_secs(120))?;
     let secs = start.elapsed().as_secs_f64();

@@ -10,7 +10,6 @@ use jobs::io::avro::Writer;
 use jobs::io::kafka::partition_for;
 use jobs::records::ProductSale;
 use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 fn main() -> anyhow::Result<()> {
@@ -52,20 +51,13 @@ fn main() -> anyhow::Result<()> {
         sale.encode(&mut w);
         let key = product_id.to_string();
         let p = partition_for(key.as_bytes(), partitions);
-        let mut rec = BaseRecord::to(topic)
-            .key(&key)
-            .partition(p)
-            .payload(w.buf.as_slice());
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        jobs::io::kafka::send(
+            &producer,
+            BaseRecord::to(topic)
+                .key(&key)
+                .partition(p)
+                .payload(w.buf.as_slice()),
+        )?;
     }
     producer.flush(Duration::from_secs(300))?;
     let secs = start.elapsed().as_secs_f64();

@@ -56,3 +56,17 @@ CREATE TABLE IF NOT EXISTS customer_data (
     customer_name    VARCHAR(255),
     customer_segment VARCHAR(64)
 );
+
+-- A stock change bumps inventory.updated_at (unless the update sets it): `jobs stream` counts
+-- the units sold after it against the new stock level.
+CREATE OR REPLACE FUNCTION jobs_touch_updated_at() RETURNS trigger AS $$
+BEGIN
+    IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
+        NEW.updated_at := clock_timestamp() AT TIME ZONE 'UTC';
+    END IF;
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE TRIGGER inventory_touch BEFORE UPDATE ON inventory
+    FOR EACH ROW EXECUTE FUNCTION jobs_touch_updated_at();

@@ -55,3 +55,10 @@ CREATE TABLE IF NOT EXISTS customer_data (
     customer_name    TEXT,
     customer_segment TEXT
 );
+
+-- A stock change bumps inventory.updated_at (unless the update sets it).
+CREATE TRIGGER IF NOT EXISTS inventory_touch AFTER UPDATE ON inventory
+    FOR EACH ROW WHEN NEW.updated_at IS OLD.updated_at
+BEGIN
+    UPDATE inventory SET updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE product_id = NEW.product_id;
+END;

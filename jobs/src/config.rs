@@ -75,6 +75,57 @@ pub struct StreamConfig {
     pub output_format: OutputFormat,
     /// Address of the Prometheus `/metrics` endpoint; empty to disable.
     pub metrics_addr: String,
+    /// The business outputs to compute besides the windows: `totals`, `top`, `alerts`,
+    /// `segments`, `dashboard`.
+    pub features: Vec<Feature>,
+    /// Publish the running totals of the products that changed at most this often.
+    #[serde(with = "humantime_serde")]
+    pub totals_interval: Duration,
+    /// The sliding window of the top-N ranking (`size/slide`).
+    pub top_window: String,
+    /// How many products each ranking keeps.
+    pub top_n: usize,
+    /// A low-stock alert fires when `stock_level - units sold since` falls below this.
+    pub low_stock_threshold: i64,
+    /// Per-product thresholds, by product id (`"7" = 25`), overriding the default.
+    pub low_stock_thresholds: BTreeMap<String, i64>,
+    /// Reload `inventory` and `customer_data` from the database this often.
+    #[serde(with = "humantime_serde")]
+    pub reference_refresh: Duration,
+    /// Where the reference tables (`inventory`, `customer_data`) are read; unset: the
+    /// source `database_url`.
+    pub reference_url: Option<String>,
+    /// SQL database of the dashboard and top-N tables (MySQL/MariaDB, PostgreSQL or SQLite);
+    /// unset: the source `database_url`; `""` turns the SQL outputs off.
+    pub sql_url: Option<String>,
+    /// Redis for the top-N sorted sets (`redis://127.0.0.1:6379`); unset or `""`: off.
+    pub redis_url: Option<String>,
+    /// Expiry of the Redis top-N keys.
+    #[serde(with = "humantime_serde")]
+    pub redis_ttl: Duration,
+}
+
+/// A business output of `jobs stream`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Feature {
+    /// Running totals per product: `aggregated_product_sales`, `sales_totals`.
+    Totals,
+    /// Top-N products by quantity and revenue: `top_products` (topic, lake, SQL, Redis).
+    Top,
+    /// Low-stock alerts from `inventory`: `low_stock_alerts`.
+    Alerts,
+    /// Sales per customer segment: `customer_segment_sales`, `segment_sales`.
+    Segments,
+    /// Sales per country and card type: `sales_by_country`, `sales_by_card_type` (SQL, lake).
+    Dashboard,
+}
+
+impl StreamConfig {
+    /// Whether a business output is on.
+    pub fn has(&self, f: Feature) -> bool {
+        self.features.contains(&f)
+    }
 }
 
 /// Encoding of the stream's Kafka outputs.
@@ -96,6 +147,23 @@ impl Default for StreamConfig {
             roll_bytes: 128 << 20,
             output_format: OutputFormat::Avro,
             metrics_addr: "127.0.0.1:9464".into(),
+            features: vec![
+                Feature::Totals,
+                Feature::Top,
+                Feature::Alerts,
+                Feature::Segments,
+                Feature::Dashboard,
+            ],
+            totals_interval: Duration::from_secs(10),
+            top_window: "1h/5m".into(),
+            top_n: 10,
+            low_stock_threshold: 10,
+            low_stock_thresholds: BTreeMap::new(),
+            reference_refresh: Duration::from_secs(30),
+            reference_url: None,
+            sql_url: None,
+            redis_url: None,
+            redis_ttl: Duration::from_secs(2 * 86_400),
         }
     }
 }
@@ -138,6 +206,16 @@ pub struct Topics {
     pub windowed_product_sales: String,
     /// Events that arrived after their window closed (the original Avro bytes).
     pub late_sales: String,
+    /// Running totals per product (Avro `ProductTotals`), upserts keyed by product id.
+    pub aggregated_product_sales: String,
+    /// Top-N products per sliding window and metric (Avro `TopProducts`), keyed by
+    /// `<metric>|<window>|<window_start>`.
+    pub top_products: String,
+    /// Low-stock alerts and recoveries (Avro `LowStockAlert`), keyed by product id.
+    pub low_stock_alerts: String,
+    /// Sales per customer segment and product per window (Avro `CustomerSegmentSales`),
+    /// keyed by segment.
+    pub customer_segment_sales: String,
     /// Ingest checkpoints (cursor and output offsets per table), written after each batch is
     /// acknowledged.
     pub ingest_state: String,
@@ -192,6 +270,10 @@ impl Default for Topics {
             ingest_state: "_jobs_ingest_state".into(),
             windowed_product_sales: "windowed_product_sales".into(),
             late_sales: "late_sales".into(),
+            aggregated_product_sales: "aggregated_product_sales".into(),
+            top_products: "top_products".into(),
+            low_stock_alerts: "low_stock_alerts".into(),
+            customer_segment_sales: "customer_segment_sales".into(),
         }
     }
 }
@@ -290,6 +372,29 @@ impl Config {
         for w in &self.stream.windows {
             crate::stream::window::WindowSpec::parse(w)
                 .map_err(|e| Error::Config(format!("stream.windows: {e}")))?;
+        }
+        crate::stream::window::WindowSpec::parse(&self.stream.top_window)
+            .map_err(|e| Error::Config(format!("stream.top_window: {e}")))?;
+        if self.stream.top_n == 0 {
+            return Err(Error::Config("stream.top_n must be at least 1".into()));
+        }
+        for k in self.stream.low_stock_thresholds.keys() {
+            k.parse::<i64>().map_err(|_| {
+                Error::Config(format!(
+                    "stream.low_stock_thresholds: key {k:?} is not a product id"
+                ))
+            })?;
+        }
+        for url in [&self.stream.sql_url, &self.stream.reference_url]
+            .into_iter()
+            .flatten()
+            .filter(|u| !u.is_empty())
+        {
+            crate::io::db::Dialect::from_url(url)?;
+        }
+        if let Some(url) = self.stream.redis_url.as_ref().filter(|u| !u.is_empty()) {
+            url::Url::parse(url)
+                .map_err(|e| Error::Config(format!("stream.redis_url {url:?}: {e}")))?;
         }
         if self.stream.windows.is_empty() {
             return Err(Error::Config("stream.windows is empty".into()));

@@ -37,6 +37,15 @@ pub enum Error {
     #[error("avro: {0}")]
     Avro(String),
 
+    /// Redis failed.
+    #[error("redis {url}: {what}: {source}")]
+    Redis {
+        url: String,
+        what: String,
+        #[source]
+        source: redis::RedisError,
+    },
+
     /// The lake (object store) failed.
     #[error("lake {url}: {what}: {source}")]
     Lake {

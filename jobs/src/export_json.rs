@@ -174,9 +174,14 @@ pub fn to_json_line(registry: &Registry, payload: &[u8]) -> Result<String> {
                 last_updated: rfc3339_micros(p.last_updated_micros),
             })
         }
-        SchemaKind::WindowedSales => {
+        other @ (SchemaKind::WindowedSales
+        | SchemaKind::ProductTotals
+        | SchemaKind::TopProducts
+        | SchemaKind::LowStockAlert
+        | SchemaKind::SegmentSales) => {
             return Err(Error::Avro(format!(
-                "schema id {id} is a window record; export-json reads sales and products"
+                "schema id {id} is a stream output ({}); export-json reads sales and products",
+                other.file()
             )));
         }
         SchemaKind::ProductSale => {

@@ -36,6 +36,27 @@ pub fn topics(cfg: &Config) -> Vec<TopicSpec> {
             configs: vec![],
         },
         TopicSpec {
+            // Upserts keyed by product: compaction keeps the newest totals of each.
+            name: t.aggregated_product_sales.clone(),
+            partitions: p,
+            configs: vec![("cleanup.policy", "compact")],
+        },
+        TopicSpec {
+            name: t.top_products.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.low_stock_alerts.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
+            name: t.customer_segment_sales.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
             name: t.ingest_state.clone(),
             partitions: 1,
             configs: vec![("cleanup.policy", "compact")],

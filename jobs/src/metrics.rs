@@ -19,9 +19,25 @@ pub struct StreamMetrics {
     pub checkpoints: AtomicU64,
     pub checkpoint_micros: AtomicU64,
     pub open_keys: AtomicI64,
+    pub totals_out: AtomicU64,
+    pub top_lists_out: AtomicU64,
+    pub alerts_out: AtomicU64,
+    pub sql_rows: AtomicU64,
+    pub redis_commands: AtomicU64,
+    /// Problems in the reference tables (inventory, customer_data), by kind.
+    pub reference_problems: Mutex<BTreeMap<&'static str, u64>>,
     /// Per partition: (lag in messages is not exact on every broker, so we export the
     /// watermark delay: now - watermark, seconds) and the watermark itself.
     pub partitions: Mutex<BTreeMap<i32, PartitionGauges>>,
+}
+
+impl StreamMetrics {
+    /// Counts `n` reference-table problems of one kind.
+    pub fn reference_problem(&self, kind: &'static str, n: u64) {
+        if let Ok(mut m) = self.reference_problems.lock() {
+            *m.entry(kind).or_default() += n;
+        }
+    }
 }
 
 /// Gauges of one partition.
@@ -87,6 +103,39 @@ impl StreamMetrics {
             "Time spent in checkpoints (files, outputs, state).",
             g(&self.checkpoint_micros) / 1_000_000,
         );
+        counter(
+            "jobs_stream_totals_out_total",
+            "Running-total updates published.",
+            g(&self.totals_out),
+        );
+        counter(
+            "jobs_stream_top_lists_out_total",
+            "Top-N lists published.",
+            g(&self.top_lists_out),
+        );
+        counter(
+            "jobs_stream_stock_alerts_out_total",
+            "Low-stock alerts and recoveries published.",
+            g(&self.alerts_out),
+        );
+        counter(
+            "jobs_stream_sql_rows_total",
+            "Rows upserted into the SQL dashboard and top-N tables.",
+            g(&self.sql_rows),
+        );
+        counter(
+            "jobs_stream_redis_commands_total",
+            "Commands sent to Redis.",
+            g(&self.redis_commands),
+        );
+        s.push_str("# HELP jobs_stream_reference_problems_total Bad or missing rows in inventory and customer_data, by kind.\n# TYPE jobs_stream_reference_problems_total counter\n");
+        if let Ok(m) = self.reference_problems.lock() {
+            for (k, v) in m.iter() {
+                s.push_str(&format!(
+                    "jobs_stream_reference_problems_total{{kind=\"{k}\"}} {v}\n"
+                ));
+            }
+        }
         s.push_str(&format!(
             "# HELP jobs_stream_open_window_keys Open (window, product) aggregates.\n# TYPE jobs_stream_open_window_keys gauge\njobs_stream_open_window_keys {}\n",
             self.open_keys.load(Ordering::Relaxed)

@@ -111,6 +111,10 @@ dlq = "{id}_dlq"
 ingest_state = "{id}_ingest_state"
 windowed_product_sales = "{id}_windows"
 late_sales = "{id}_late"
+aggregated_product_sales = "{id}_totals"
+top_products = "{id}_top"
+low_stock_alerts = "{id}_alerts"
+customer_segment_sales = "{id}_segments"
 [ingest]
 batch_size = {batch_size}
 poll_interval = "100ms"

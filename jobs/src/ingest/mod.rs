@@ -319,7 +319,7 @@ impl Ctx<'_> {
                         p.key()
                     }),
                     // Ingest tables are sales and products only (see `run`).
-                    SchemaKind::WindowedSales => Err("not an ingest table".to_string()),
+                    _ => Err("not an ingest table".to_string()),
                 }
             };
             let header = pos.header();

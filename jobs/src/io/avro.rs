@@ -22,14 +22,26 @@ pub enum SchemaKind {
     Product,
     /// `product_sales_window.avsc`
     WindowedSales,
+    /// `product_totals.avsc`
+    ProductTotals,
+    /// `top_products.avsc`
+    TopProducts,
+    /// `low_stock_alert.avsc`
+    LowStockAlert,
+    /// `segment_sales.avsc`
+    SegmentSales,
 }
 
 impl SchemaKind {
     /// Every kind.
-    pub const ALL: [SchemaKind; 3] = [
+    pub const ALL: [SchemaKind; 7] = [
         SchemaKind::ProductSale,
         SchemaKind::Product,
         SchemaKind::WindowedSales,
+        SchemaKind::ProductTotals,
+        SchemaKind::TopProducts,
+        SchemaKind::LowStockAlert,
+        SchemaKind::SegmentSales,
     ];
 
     /// The schema's file name under `data/avro/`.
@@ -38,6 +50,10 @@ impl SchemaKind {
             SchemaKind::ProductSale => "product_sale.avsc",
             SchemaKind::Product => "product.avsc",
             SchemaKind::WindowedSales => "product_sales_window.avsc",
+            SchemaKind::ProductTotals => "product_totals.avsc",
+            SchemaKind::TopProducts => "top_products.avsc",
+            SchemaKind::LowStockAlert => "low_stock_alert.avsc",
+            SchemaKind::SegmentSales => "segment_sales.avsc",
         }
     }
 
@@ -49,6 +65,10 @@ impl SchemaKind {
             SchemaKind::WindowedSales => {
                 include_str!("../../../data/avro/product_sales_window.avsc")
             }
+            SchemaKind::ProductTotals => include_str!("../../../data/avro/product_totals.avsc"),
+            SchemaKind::TopProducts => include_str!("../../../data/avro/top_products.avsc"),
+            SchemaKind::LowStockAlert => include_str!("../../../data/avro/low_stock_alert.avsc"),
+            SchemaKind::SegmentSales => include_str!("../../../data/avro/segment_sales.avsc"),
         }
     }
 
@@ -166,6 +186,10 @@ impl Registry {
                         (SchemaKind::ProductSale, t.product_sales.as_str()),
                         (SchemaKind::Product, t.product_updates.as_str()),
                         (SchemaKind::WindowedSales, t.windowed_product_sales.as_str()),
+                        (SchemaKind::ProductTotals, t.aggregated_product_sales.as_str()),
+                        (SchemaKind::TopProducts, t.top_products.as_str()),
+                        (SchemaKind::LowStockAlert, t.low_stock_alerts.as_str()),
+                        (SchemaKind::SegmentSales, t.customer_segment_sales.as_str()),
                     ],
                 )
                 .await
@@ -254,6 +278,16 @@ impl Writer {
             start += 1;
         }
         self.bytes(&be[start..]);
+    }
+
+    /// `int` (zig-zag varint, as `long`).
+    pub fn int32(&mut self, v: i32) {
+        self.long(i64::from(v));
+    }
+
+    /// One block of an `array` (count, then the caller writes the items) or its end (0).
+    pub fn array_block(&mut self, count: usize) {
+        self.long(count as i64);
     }
 
     /// `["null", "long"]`.

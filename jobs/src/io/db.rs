@@ -75,6 +75,65 @@ impl Dialect {
         }
     }
 
+    /// A column as BIGINT.
+    pub fn int(self, col: &str) -> String {
+        match self {
+            Dialect::MySql => format!("CAST({col} AS SIGNED)"),
+            Dialect::Postgres => format!("{col}::bigint"),
+            Dialect::Sqlite => format!("CAST({col} AS INTEGER)"),
+        }
+    }
+
+    /// A column as text.
+    pub fn text(self, col: &str) -> String {
+        match self {
+            Dialect::MySql => format!("CAST({col} AS CHAR)"),
+            Dialect::Postgres => format!("{col}::text"),
+            Dialect::Sqlite => format!("CAST({col} AS TEXT)"),
+        }
+    }
+
+    /// A timestamp column as microseconds since the epoch (BIGINT).
+    pub fn micros(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => sqlite_micros(col),
+            Dialect::MySql => format!(
+                "CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {col}) AS SIGNED)"
+            ),
+            Dialect::Postgres => format!("(EXTRACT(EPOCH FROM {col}) * 1000000)::bigint"),
+        }
+    }
+
+    /// The tail of an upsert on `key` that overwrites `cols` with the new values.
+    pub fn upsert_tail(self, key: &[&str], cols: &[&str]) -> String {
+        match self {
+            Dialect::MySql => format!(
+                " ON DUPLICATE KEY UPDATE {}",
+                cols.iter()
+                    .map(|c| format!("{c} = VALUES({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => format!(
+                " ON CONFLICT ({}) DO UPDATE SET {}",
+                key.join(", "),
+                cols.iter()
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// The DDL of the stream's output tables (dashboard and top-N), run by `jobs stream`.
+    pub fn output_schema(self) -> &'static str {
+        match self {
+            Dialect::MySql => include_str!("../../../data/sql/outputs_mysql.sql"),
+            Dialect::Postgres => include_str!("../../../data/sql/outputs_postgres.sql"),
+            Dialect::Sqlite => include_str!("../../../data/sql/outputs_sqlite.sql"),
+        }
+    }
+
     /// `INSERT` that leaves an existing primary key alone.
     pub fn insert_ignore(self, table: &str, cols: &str) -> String {
         match self {

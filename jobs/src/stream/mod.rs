@@ -18,7 +18,13 @@
 //! exactly as before (the core depends only on the partition's own event order), writes the
 //! same rows and sends each message once.
 
+pub mod business;
 pub mod outputs;
+pub mod reference;
+pub mod sinks;
+pub mod stock;
+pub mod top;
+pub mod totals;
 pub mod window;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -34,7 +40,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, Feature};
 use crate::io::avro::{self, Reader, Registry, SchemaKind, Writer};
 use crate::io::kafka::{self, AckContext, Acks, partition_for};
 use crate::io::lake::{self, Lake};
@@ -42,8 +48,14 @@ use crate::metrics::{PartitionGauges, StreamMetrics};
 use crate::records::ProductSale;
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
+use business::{LabelTable, TopList};
 use outputs::SourcedSale;
-use window::{ClosedWindow, Outcome, WindowSpec, WindowState, Windows};
+use reference::Snapshot;
+use sinks::{LabelRow, RedisSink, SqlSink};
+use stock::{Alert, Stock};
+use top::Metric;
+use totals::Totals;
+use window::{ClosedWindow, GroupKey, Groups, Outcome, WindowSpec, WindowState, Windows};
 
 /// How `jobs stream` runs.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +94,12 @@ struct Checkpoint {
     /// `topic/partition` -> the next offset there when this checkpoint was taken.
     output_offsets: BTreeMap<String, i64>,
     windows: WindowState,
+    /// Running totals per product (and what was published of them).
+    #[serde(default)]
+    totals: Totals,
+    /// Low-stock state per product.
+    #[serde(default)]
+    stock: Stock,
 }
 
 /// The files an unfinished flush was writing.
@@ -111,6 +129,11 @@ struct Part {
     already_sent: HashSet<String>,
     /// How far the last gap made us seek back (grows until the gap closes).
     step_back: i64,
+    totals: Totals,
+    stock: Stock,
+    /// Alerts not yet sent.
+    alerts: Vec<Alert>,
+    last_totals: Instant,
 }
 
 /// Rebalance events, handed from librdkafka's callback to the loop.
@@ -183,13 +206,7 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
     let lake = Lake::open(&cfg.lake, &cfg.s3)?;
     lake.healthcheck().await?;
     let registry = Registry::for_config(cfg).await?;
-    let specs: Arc<Vec<WindowSpec>> = Arc::new(
-        cfg.stream
-            .windows
-            .iter()
-            .map(|w| WindowSpec::parse(w).map_err(Error::Config))
-            .collect::<Result<_>>()?,
-    );
+    let specs = Arc::new(specs(cfg)?);
     let metrics = Arc::new(StreamMetrics::default());
     if !cfg.stream.metrics_addr.is_empty() {
         crate::metrics::serve(cfg.stream.metrics_addr.clone(), metrics.clone()).await?;
@@ -198,14 +215,33 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
     let out_parts = tokio::task::block_in_place(|| {
         kafka::partition_counts(
             &cfg.kafka,
-            &[
-                &t.product_sales,
-                &t.windowed_product_sales,
-                &t.late_sales,
-                &t.dlq,
-            ],
+            &std::iter::once(&t.product_sales)
+                .chain(output_topics(cfg))
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>(),
         )
     })?;
+    let s = &cfg.stream;
+    let sql = match s.sql_url.as_deref().unwrap_or(&cfg.database_url) {
+        "" => None,
+        url if s.has(Feature::Dashboard) || s.has(Feature::Top) => {
+            let sink = SqlSink::connect(url).await?;
+            tracing::info!(message = "Writing dashboard and top-N tables.", database = %sink.name());
+            Some(sink)
+        }
+        _ => None,
+    };
+    let redis = match s.redis_url.as_deref() {
+        Some(url) if !url.is_empty() && s.has(Feature::Top) => {
+            Some(RedisSink::connect(url, &s.group_id, s.redis_ttl).await?)
+        }
+        _ => None,
+    };
+    let thresholds = s
+        .low_stock_thresholds
+        .iter()
+        .filter_map(|(k, v)| Some((k.parse::<i64>().ok()?, *v)))
+        .collect();
     let acks = Arc::new(Mutex::new(Acks::default()));
     let producer = kafka::idempotent_producer(&cfg.kafka, acks.clone())?;
 
@@ -236,6 +272,16 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
         cfg,
         lake,
         schema_window: registry.id(SchemaKind::WindowedSales)?,
+        schema_totals: registry.id(SchemaKind::ProductTotals)?,
+        schema_top: registry.id(SchemaKind::TopProducts)?,
+        schema_alert: registry.id(SchemaKind::LowStockAlert)?,
+        schema_segment: registry.id(SchemaKind::SegmentSales)?,
+        sql,
+        redis,
+        reference_db: None,
+        reference: Snapshot::default(),
+        last_refresh: None,
+        thresholds,
         registry,
         specs,
         lateness: micros(cfg.stream.allowed_lateness),
@@ -255,6 +301,7 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
                 .unwrap_or(10_000),
         ),
     };
+    job.refresh_reference().await;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -312,11 +359,73 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// The windows the core keeps: the configured ones (tumbling ones also per segment and for
+/// the dashboard when those are on) and the top-N window (shared when it is also configured).
+pub fn specs(cfg: &Config) -> Result<Vec<WindowSpec>> {
+    let s = &cfg.stream;
+    let mut specs: Vec<WindowSpec> = s
+        .windows
+        .iter()
+        .map(|w| WindowSpec::parse(w).map_err(Error::Config))
+        .collect::<Result<_>>()?;
+    for w in &mut specs {
+        if w.is_tumbling() {
+            w.groups.segments = s.has(Feature::Segments);
+            w.groups.dashboard = s.has(Feature::Dashboard);
+        }
+    }
+    if s.has(Feature::Top) {
+        let mut t = WindowSpec::parse(&s.top_window).map_err(Error::Config)?;
+        match specs
+            .iter_mut()
+            .find(|w| (w.size_micros, w.slide_micros) == (t.size_micros, t.slide_micros))
+        {
+            Some(w) => w.groups.top = true,
+            None => {
+                t.groups = Groups {
+                    sales_windows: false,
+                    top: true,
+                    segments: false,
+                    dashboard: false,
+                };
+                specs.push(t);
+            }
+        }
+    }
+    Ok(specs)
+}
+
+/// The Kafka topics the stream writes.
+fn output_topics(cfg: &Config) -> Vec<&String> {
+    let t = &cfg.topics;
+    vec![
+        &t.windowed_product_sales,
+        &t.late_sales,
+        &t.dlq,
+        &t.aggregated_product_sales,
+        &t.top_products,
+        &t.low_stock_alerts,
+        &t.customer_segment_sales,
+    ]
+}
+
 struct Job<'a> {
     cfg: &'a Config,
     lake: Lake,
     registry: Registry,
     schema_window: u32,
+    schema_totals: u32,
+    schema_top: u32,
+    schema_alert: u32,
+    schema_segment: u32,
+    sql: Option<SqlSink>,
+    redis: Option<RedisSink>,
+    /// Where `inventory` and `customer_data` are read; connected on first use.
+    reference_db: Option<crate::io::db::Db>,
+    reference: Snapshot,
+    last_refresh: Option<Instant>,
+    /// Per-product low-stock thresholds.
+    thresholds: HashMap<i64, i64>,
     specs: Arc<Vec<WindowSpec>>,
     lateness: i64,
     metrics: Arc<StreamMetrics>,
@@ -464,7 +573,15 @@ impl Job<'_> {
         let now = Instant::now();
         let mut out = Vec::new();
         for (p, ck) in cks {
-            let already_sent = sent.remove(&p).unwrap_or_default();
+            let mut already_sent = sent.remove(&p).unwrap_or_default();
+            let mut totals = ck.as_ref().map(|c| c.totals.clone()).unwrap_or_default();
+            already_sent.retain(|k| match totals::parse_totals_key(k) {
+                Some((product, orders)) => {
+                    totals.mark_sent(product, orders);
+                    false
+                }
+                None => true,
+            });
             if !already_sent.is_empty() {
                 tracing::info!(
                     message = "Found outputs sent after the last checkpoint; they will not be sent again.",
@@ -495,7 +612,14 @@ impl Job<'_> {
                 dirty: false,
                 already_sent,
                 step_back: 0,
+                totals,
+                stock: ck.as_ref().map(|c| c.stock.clone()).unwrap_or_default(),
+                alerts: vec![],
+                last_totals: now,
             });
+        }
+        for part in &mut out {
+            self.apply_inventory(part);
         }
         Ok(out)
     }
@@ -508,8 +632,9 @@ impl Job<'_> {
         from: &BTreeMap<String, i64>,
     ) -> Result<HashMap<i32, HashSet<String>>> {
         let t = &self.cfg.topics;
+        let _ = t;
         let mut assignment = Vec::new();
-        for topic in [&t.windowed_product_sales, &t.late_sales, &t.dlq] {
+        for topic in output_topics(self.cfg) {
             for q in 0..self.out_parts[topic] {
                 let o = from
                     .get(&format!("{topic}/{q}"))
@@ -609,7 +734,12 @@ impl Job<'_> {
                     ],
                 });
             }
-            Ok(sale) => match part.windows.record(&sale) {
+            Ok(sale) => match part.windows.record(
+                &sale,
+                sale.customer_id
+                    .and_then(|c| self.reference.segments.get(&c))
+                    .map(|s| &**s),
+            ) {
                 Outcome::Aggregated => {
                     part.counters.aggregated += 1;
                     self.total.aggregated += 1;
@@ -646,6 +776,26 @@ impl Job<'_> {
                 }
             },
         }
+        if let Some(sale) = part.raw.last().filter(|r| r.offset == offset).map(|r| &r.sale) {
+            // Every valid sale, late or not, counts in the totals and against the stock.
+            let s = &self.cfg.stream;
+            let qty = i64::from(sale.quantity_sold);
+            let ts = sale.transaction_date_micros;
+            if s.has(Feature::Totals) {
+                part.totals
+                    .record(sale.product_id, qty, qty * sale.price_per_unit_cents, ts);
+            }
+            if s.has(Feature::Alerts) {
+                let th = self
+                    .thresholds
+                    .get(&sale.product_id)
+                    .copied()
+                    .unwrap_or(s.low_stock_threshold);
+                if let Some(a) = part.stock.sale(sale.product_id, qty, ts, th) {
+                    part.alerts.push(a);
+                }
+            }
+        }
         part.next_offset = Some(offset + 1);
         if part.flush_start.is_none() {
             part.flush_start = Some(offset);
@@ -664,6 +814,7 @@ impl Job<'_> {
     }
 
     async fn on_tick(&mut self, consumer: &StreamConsumer<StreamContext>) -> Result<()> {
+        self.refresh_reference().await;
         // Idle partitions follow the slowest active one, so one quiet partition does not
         // hold its windows open forever.
         let idle = self.cfg.stream.idle_timeout;
@@ -695,6 +846,10 @@ impl Job<'_> {
                 e.watermark_micros = part.windows.watermark();
                 e.next_offset = part.next_offset.unwrap_or(0);
             }
+            if let Err(e) = self.send_eager(&mut part, false) {
+                self.parts.insert(p, part);
+                return Err(e);
+            }
             let due = part.span_started.elapsed() >= self.cfg.stream.roll_interval;
             let r = if due && part.dirty {
                 self.flush(&mut part, consumer).await
@@ -709,6 +864,220 @@ impl Job<'_> {
         Ok(())
     }
 
+    /// Reads `inventory` and `customer_data` again (at start and every
+    /// `reference_refresh`) and applies new stock levels to our partitions.
+    async fn refresh_reference(&mut self) {
+        let s = &self.cfg.stream;
+        let (segments, alerts) = (s.has(Feature::Segments), s.has(Feature::Alerts));
+        if !segments && !alerts {
+            return;
+        }
+        if self
+            .last_refresh
+            .is_some_and(|t| t.elapsed() < s.reference_refresh)
+        {
+            return;
+        }
+        self.last_refresh = Some(Instant::now());
+        if self.reference_db.is_none() {
+            let url = s.reference_url.as_deref().unwrap_or(&self.cfg.database_url);
+            match crate::io::db::Db::connect(url).await {
+                Ok(db) => self.reference_db = Some(db),
+                Err(e) => {
+                    tracing::warn!(message = "Cannot reach the reference database; segments count as unknown and stock levels stay as last read.", error = %e);
+                    self.metrics.reference_problem("database_unreachable", 1);
+                    return;
+                }
+            }
+        }
+        let Some(db) = &self.reference_db else { return };
+        self.reference =
+            reference::load(db, &self.reference, segments, alerts, &self.metrics).await;
+        tracing::debug!(
+            message = "Reference tables read.",
+            customers = self.reference.segments.len(),
+            inventory = self.reference.inventory.len()
+        );
+        let ids: Vec<i32> = self.parts.keys().copied().collect();
+        for p in ids {
+            if let Some(mut part) = self.parts.remove(&p) {
+                self.apply_inventory(&mut part);
+                self.parts.insert(p, part);
+            }
+        }
+    }
+
+    /// Applies the inventory rows of this partition's products to its stock state.
+    fn apply_inventory(&self, part: &mut Part) {
+        let s = &self.cfg.stream;
+        if !s.has(Feature::Alerts) {
+            return;
+        }
+        let n = self
+            .out_parts
+            .get(&self.cfg.topics.product_sales)
+            .copied()
+            .unwrap_or(1);
+        let mut rows: Vec<_> = self
+            .reference
+            .inventory
+            .iter()
+            .filter(|(id, _)| partition_for(id.to_string().as_bytes(), n) == part.partition)
+            .collect();
+        rows.sort_unstable_by_key(|r| *r.0);
+        for (id, rec) in rows {
+            let th = self
+                .thresholds
+                .get(id)
+                .copied()
+                .unwrap_or(s.low_stock_threshold);
+            if let Some(a) = part.stock.set_record(*id, *rec, th) {
+                part.alerts.push(a);
+                part.dirty = true;
+            }
+        }
+    }
+
+    /// Totals and alerts go out as soon as they are due, between checkpoints: their keys
+    /// name their content, and recovery finds what went out after the last checkpoint.
+    fn eager_messages(&self, part: &mut Part, force_totals: bool) -> Vec<OutMsg> {
+        let s = &self.cfg.stream;
+        let t = &self.cfg.topics;
+        let mut w = Writer::default();
+        let mut msgs = Vec::new();
+        for a in part.alerts.drain(..) {
+            let info = part.windows.product(a.product_id).cloned().unwrap_or_default();
+            msgs.push(OutMsg {
+                topic: t.low_stock_alerts.clone(),
+                key: a.product_id.to_string().into_bytes(),
+                value: business::alert_value(s.output_format, self.schema_alert, &a, &info, &mut w),
+                idempotency_key: a.key(),
+                headers: vec![],
+            });
+        }
+        if s.has(Feature::Totals)
+            && (force_totals || part.last_totals.elapsed() >= s.totals_interval)
+        {
+            part.last_totals = Instant::now();
+            for (product, total) in part.totals.take_changed() {
+                let info = part.windows.product(product).cloned().unwrap_or_default();
+                msgs.push(OutMsg {
+                    topic: t.aggregated_product_sales.clone(),
+                    key: product.to_string().into_bytes(),
+                    value: business::totals_value(
+                        s.output_format,
+                        self.schema_totals,
+                        product,
+                        &info,
+                        &total,
+                        &mut w,
+                    ),
+                    idempotency_key: totals::totals_key(product, total.agg.orders),
+                    headers: vec![],
+                });
+            }
+        }
+        msgs
+    }
+
+    /// Sends messages (skipping those recovery found already sent); blocking. Returns how
+    /// many were skipped.
+    fn send(&self, part: &mut Part, msgs: &[OutMsg]) -> Result<usize> {
+        let (group, sp) = (self.cfg.stream.group_id.as_str(), part.partition.to_string());
+        let mut skipped = 0;
+        for m in msgs {
+            // Kept across flushes until matched: the replay may cut its flushes at other
+            // points than the run that crashed.
+            if part.already_sent.remove(&m.idempotency_key) {
+                skipped += 1;
+                continue;
+            }
+            let mut h = OwnedHeaders::new_with_capacity(3 + m.headers.len())
+                .insert(Header {
+                    key: "jobs.idempotency_key",
+                    value: Some(m.idempotency_key.as_str()),
+                })
+                .insert(Header {
+                    key: "jobs.group",
+                    value: Some(group),
+                })
+                .insert(Header {
+                    key: "jobs.source_partition",
+                    value: Some(sp.as_str()),
+                });
+            for (k, v) in &m.headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v.as_str()),
+                });
+            }
+            let n = self.out_parts.get(&m.topic).copied().unwrap_or(1);
+            let q = partition_for(&m.key, n);
+            kafka::send(
+                &self.producer,
+                BaseRecord::to(&m.topic)
+                    .key(m.key.as_slice())
+                    .partition(q)
+                    .payload(m.value.as_slice())
+                    .headers(h),
+            )
+            .map_err(kafka::err(&self.cfg.kafka, format!("send to {}", m.topic)))?;
+        }
+        Ok(skipped)
+    }
+
+    /// Sends the alerts and totals that are due.
+    fn send_eager(&mut self, part: &mut Part, force_totals: bool) -> Result<()> {
+        let msgs = self.eager_messages(part, force_totals);
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let (mut totals, mut alerts) = (0u64, 0u64);
+        for m in &msgs {
+            if m.topic == self.cfg.topics.low_stock_alerts {
+                alerts += 1;
+            } else {
+                totals += 1;
+            }
+        }
+        tokio::task::block_in_place(|| self.send(part, &msgs))?;
+        self.metrics.totals_out.fetch_add(totals, Ordering::Relaxed);
+        self.metrics.alerts_out.fetch_add(alerts, Ordering::Relaxed);
+        if alerts > 0 {
+            tracing::info!(message = "Low-stock alerts sent.", partition = part.partition, alerts);
+        }
+        Ok(())
+    }
+
+    /// Waits for every output acknowledgement and records the output offsets; blocking.
+    fn wait_for_acks(&mut self) -> Result<()> {
+        self.producer
+            .flush(Duration::from_secs(120))
+            .map_err(kafka::err(
+                &self.cfg.kafka,
+                "wait for output acknowledgements",
+            ))?;
+        let mut acks = self
+            .acks
+            .lock()
+            .map_err(|_| Error::Internal("acks lock poisoned".into()))?;
+        if let Some(first) = acks.errors.first() {
+            return Err(Error::Kafka {
+                brokers: self.cfg.kafka.brokers.clone(),
+                what: format!(
+                    "{} output messages not delivered, first: {first}; the checkpoint did not move",
+                    acks.errors.len()
+                ),
+                source: KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::Fail),
+            });
+        }
+        for ((t, q), next) in acks.next_offsets.drain() {
+            let e = self.output_offsets.entry(format!("{t}/{q}")).or_insert(0);
+            *e = (*e).max(next);
+        }
+        Ok(())
+    }
+
     /// Files, outputs, checkpoint: see the module docs.
     async fn flush(
         &mut self,
@@ -720,19 +1089,69 @@ impl Job<'_> {
         let seq = part.seq + 1;
         let start = part.flush_start.or(part.next_offset).unwrap_or(0);
         let name = format!("part-p{p:03}-s{seq:08}-o{start:020}.parquet");
+        let cfg = self.cfg;
+        let s = &cfg.stream;
+        let source_parts = self
+            .out_parts
+            .get(&self.cfg.topics.product_sales)
+            .copied()
+            .unwrap_or(1);
+
+        // Route the closed rows.
+        let specs = self.specs.clone();
+        let mut windows: Vec<&ClosedWindow> = Vec::new();
+        let mut segments: Vec<&ClosedWindow> = Vec::new();
+        let mut countries: Vec<&ClosedWindow> = Vec::new();
+        let mut cards: Vec<&ClosedWindow> = Vec::new();
+        let mut top_rows: BTreeMap<(usize, i64), Vec<&ClosedWindow>> = BTreeMap::new();
+        for c in &part.closed {
+            let g = specs[c.spec].groups;
+            match c.key {
+                GroupKey::Product(_) => {
+                    if g.sales_windows {
+                        windows.push(c);
+                    }
+                    if g.top {
+                        top_rows.entry((c.spec, c.start)).or_default().push(c);
+                    }
+                }
+                GroupKey::Segment(..) => segments.push(c),
+                GroupKey::Country(_) => countries.push(c),
+                GroupKey::CardType(_) => cards.push(c),
+            }
+        }
+        let mut tops: Vec<TopList<'_>> = Vec::new();
+        for ((spec, start), rows) in &top_rows {
+            for metric in Metric::ALL {
+                tops.push(TopList {
+                    metric,
+                    spec: &specs[*spec],
+                    start: *start,
+                    end: *start + specs[*spec].size_micros,
+                    partition: p,
+                    partitions: source_parts,
+                    rows: top::top_n(rows, metric, s.top_n),
+                });
+            }
+        }
+
         // Encode the files (CPU) before touching the lake.
         let files: Vec<(String, Vec<u8>)> = tokio::task::block_in_place(|| -> Result<_> {
-            let mut files = Vec::new();
-            for (dir, b) in outputs::window_files(&self.specs, &part.closed)? {
-                files.push((format!("{dir}/{name}"), lake::parquet_bytes(&[b])?));
+            let mut batches = outputs::window_files(&specs, &windows)?;
+            batches.extend(outputs::sales_files("sales_raw", &part.raw, false)?);
+            batches.extend(outputs::sales_files("late_sales", &part.late, true)?);
+            for (kind, rows) in [
+                (LabelTable::Segments, &segments),
+                (LabelTable::Country, &countries),
+                (LabelTable::CardType, &cards),
+            ] {
+                batches.extend(business::label_files(kind, &specs, rows, p)?);
             }
-            for (dir, b) in outputs::sales_files("sales_raw", &part.raw, false)? {
-                files.push((format!("{dir}/{name}"), lake::parquet_bytes(&[b])?));
-            }
-            for (dir, b) in outputs::sales_files("late_sales", &part.late, true)? {
-                files.push((format!("{dir}/{name}"), lake::parquet_bytes(&[b])?));
-            }
-            Ok(files)
+            batches.extend(business::top_files(&tops)?);
+            batches
+                .into_iter()
+                .map(|(dir, b)| Ok((format!("{dir}/{name}"), lake::parquet_bytes(&[b])?)))
+                .collect()
         })?;
         let intent = Intent {
             seq,
@@ -752,93 +1171,98 @@ impl Job<'_> {
         }))
         .await?;
 
-        // Kafka outputs: windows in emission order, then late events and dead letters.
+        // Stores for fast reads: upserts, the same values on a replay.
+        if let Some(sql) = &self.sql {
+            let (c, k) = (
+                label_rows(&specs, &countries, p),
+                label_rows(&specs, &cards, p),
+            );
+            let n = sql.write(&c, &k, &tops).await?;
+            self.metrics.sql_rows.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if let Some(redis) = &mut self.redis {
+            let n = redis.write_top(&tops).await?;
+            self.metrics
+                .redis_commands
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+
+        // Kafka outputs: windows in emission order, segments, top lists, then late events,
+        // dead letters, alerts and totals.
         let mut w = Writer::default();
+        let t = &cfg.topics;
         let mut msgs = Vec::with_capacity(part.closed.len() + part.out.len());
-        for c in &part.closed {
-            let spec = &self.specs[c.spec];
+        for c in &windows {
+            let spec = &specs[c.spec];
             msgs.push(OutMsg {
-                topic: self.cfg.topics.windowed_product_sales.clone(),
-                key: c.product_id.to_string().into_bytes(),
-                value: outputs::window_value(
-                    self.cfg.stream.output_format,
-                    self.schema_window,
-                    spec,
-                    c,
-                    &mut w,
-                ),
+                topic: t.windowed_product_sales.clone(),
+                key: c.product_id().to_string().into_bytes(),
+                value: outputs::window_value(s.output_format, self.schema_window, spec, c, &mut w),
                 idempotency_key: outputs::window_key(spec, c),
                 headers: vec![],
             });
         }
+        for c in &segments {
+            let spec = &specs[c.spec];
+            msgs.push(OutMsg {
+                topic: t.customer_segment_sales.clone(),
+                key: c.label.as_bytes().to_vec(),
+                value: business::segment_value(
+                    s.output_format,
+                    self.schema_segment,
+                    spec,
+                    c,
+                    &mut w,
+                ),
+                idempotency_key: format!(
+                    "segment|{}|{}|{}|{}",
+                    spec.name,
+                    c.start,
+                    c.label,
+                    c.product_id()
+                ),
+                headers: vec![],
+            });
+        }
+        for l in &tops {
+            msgs.push(OutMsg {
+                topic: t.top_products.clone(),
+                key: l.key().into_bytes(),
+                value: l.value(s.output_format, self.schema_top, &mut w),
+                idempotency_key: l.idempotency_key(),
+                headers: vec![],
+            });
+        }
+        let n_tops = tops.len();
+        drop(tops);
+        drop(top_rows);
+        let windows_out = windows.len();
+        drop((windows, segments, countries, cards));
         msgs.append(&mut part.out);
-        let (group, sp) = (self.cfg.stream.group_id.clone(), p.to_string());
-        let mut skipped = 0usize;
-        tokio::task::block_in_place(|| -> Result<()> {
-            for m in &msgs {
-                // Kept across flushes until matched: the replay may cut its flushes at other
-                // points than the run that crashed.
-                if part.already_sent.remove(&m.idempotency_key) {
-                    skipped += 1;
-                    continue;
-                }
-                let mut h = OwnedHeaders::new_with_capacity(3 + m.headers.len())
-                    .insert(Header {
-                        key: "jobs.idempotency_key",
-                        value: Some(m.idempotency_key.as_str()),
-                    })
-                    .insert(Header {
-                        key: "jobs.group",
-                        value: Some(group.as_str()),
-                    })
-                    .insert(Header {
-                        key: "jobs.source_partition",
-                        value: Some(sp.as_str()),
-                    });
-                for (k, v) in &m.headers {
-                    h = h.insert(Header {
-                        key: k,
-                        value: Some(v.as_str()),
-                    });
-                }
-                let n = self.out_parts.get(&m.topic).copied().unwrap_or(1);
-                let q = partition_for(&m.key, n);
-                kafka::send(
-                    &self.producer,
-                    BaseRecord::to(&m.topic)
-                        .key(m.key.as_slice())
-                        .partition(q)
-                        .payload(m.value.as_slice())
-                        .headers(h),
-                )
-                .map_err(kafka::err(&self.cfg.kafka, format!("send to {}", m.topic)))?;
-            }
-            self.producer
-                .flush(Duration::from_secs(120))
-                .map_err(kafka::err(
-                    &self.cfg.kafka,
-                    "wait for output acknowledgements",
-                ))?;
-            let mut acks = self
-                .acks
-                .lock()
-                .map_err(|_| Error::Internal("acks lock poisoned".into()))?;
-            if let Some(first) = acks.errors.first() {
-                return Err(Error::Kafka {
-                    brokers: self.cfg.kafka.brokers.clone(),
-                    what: format!(
-                        "{} output messages not delivered, first: {first}; the checkpoint did not move",
-                        acks.errors.len()
-                    ),
-                    source: KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::Fail),
-                });
-            }
-            for ((t, q), next) in acks.next_offsets.drain() {
-                let e = self.output_offsets.entry(format!("{t}/{q}")).or_insert(0);
-                *e = (*e).max(next);
-            }
-            Ok(())
+        let eager = self.eager_messages(part, true);
+        msgs.extend(eager);
+        let skipped = tokio::task::block_in_place(|| -> Result<usize> {
+            let skipped = self.send(part, &msgs)?;
+            self.wait_for_acks()?;
+            Ok(skipped)
         })?;
+
+        // The snapshot of the totals, overwritten at each checkpoint.
+        if s.has(Feature::Totals) {
+            let snap = part.totals.snapshot();
+            if !snap.is_empty() {
+                let b = business::totals_batch(
+                    &snap,
+                    |id| part.windows.product(id).cloned(),
+                    p,
+                    part.next_offset.unwrap_or(0),
+                )?;
+                let bytes = tokio::task::block_in_place(|| lake::parquet_bytes(&[b]))?;
+                self.lake
+                    .put(&format!("sales_totals/part-p{p:03}.parquet"), bytes)
+                    .await?;
+            }
+        }
 
         let ck = Checkpoint {
             seq,
@@ -846,6 +1270,8 @@ impl Job<'_> {
             counters: part.counters,
             output_offsets: self.output_offsets.clone(),
             windows: part.windows.state(),
+            totals: part.totals.clone(),
+            stock: part.stock.clone(),
         };
         let ck_bytes =
             serde_json::to_vec(&ck).map_err(|e| Error::Internal(format!("checkpoint: {e}")))?;
@@ -859,10 +1285,12 @@ impl Job<'_> {
                 tracing::debug!(message = "Progress commit failed (the checkpoint is the truth).", error = %e);
             }
         }
-        let windows_out = part.closed.len();
         self.metrics
             .windows_out
             .fetch_add(windows_out as u64, Ordering::Relaxed);
+        self.metrics
+            .top_lists_out
+            .fetch_add(n_tops as u64, Ordering::Relaxed);
         self.metrics
             .files_written
             .fetch_add(n_files as u64, Ordering::Relaxed);
@@ -894,6 +1322,16 @@ impl Job<'_> {
         part.dirty = false;
         Ok(())
     }
+}
+
+fn label_rows<'a>(specs: &'a [WindowSpec], rows: &[&'a ClosedWindow], p: i32) -> Vec<LabelRow<'a>> {
+    rows.iter()
+        .map(|r| LabelRow {
+            spec: &specs[r.spec].name,
+            row: r,
+            partition: p,
+        })
+        .collect()
 }
 
 /// Decodes and validates one message; the error is the dead-letter reason.

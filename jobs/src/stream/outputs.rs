@@ -101,7 +101,7 @@ fn dec(b: Decimal128Builder, p: u8, s: i8) -> Result<ArrayRef> {
 /// Closed windows grouped by their Hive folder, `sales_windows/window=../date=../hour=..`.
 pub fn window_files(
     specs: &[WindowSpec],
-    rows: &[ClosedWindow],
+    rows: &[&ClosedWindow],
 ) -> Result<BTreeMap<String, RecordBatch>> {
     let mut groups: BTreeMap<String, Vec<&ClosedWindow>> = BTreeMap::new();
     for r in rows {
@@ -137,7 +137,7 @@ pub fn window_files(
             start.append_value(r.start);
             end.append_value(r.end);
             spec.append_value(&specs[r.spec].name);
-            pid.append_value(r.product_id);
+            pid.append_value(r.product_id());
             name.append_value(&r.info.name);
             brand.append_value(&r.info.brand);
             cat.append_value(&r.info.category);
@@ -249,7 +249,7 @@ pub fn sales_files(
 /// The idempotency key of a window message: the same window of the same product always
 /// has the same key, so a consumer (or our own recovery) can drop repeats.
 pub fn window_key(spec: &WindowSpec, w: &ClosedWindow) -> String {
-    format!("window|{}|{}|{}", spec.name, w.start, w.product_id)
+    format!("window|{}|{}|{}", spec.name, w.start, w.product_id())
 }
 
 /// The Kafka value of a closed window.
@@ -266,7 +266,7 @@ pub fn window_value(
             buf.string(&spec.name);
             buf.long(w.start);
             buf.long(w.end);
-            buf.long(w.product_id);
+            buf.long(w.product_id());
             buf.string(&w.info.name);
             buf.string(&w.info.brand);
             buf.string(&w.info.category);
@@ -298,7 +298,7 @@ pub fn window_value(
                 window: &spec.name,
                 window_start: rfc3339_micros(w.start),
                 window_end: rfc3339_micros(w.end),
-                product_id: w.product_id,
+                product_id: w.product_id(),
                 product_name: &w.info.name,
                 brand: &w.info.brand,
                 product_category: &w.info.category,

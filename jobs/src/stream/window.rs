@@ -26,6 +26,38 @@ pub struct WindowSpec {
     pub name: String,
     pub size_micros: i64,
     pub slide_micros: i64,
+    /// What this window aggregates.
+    pub groups: Groups,
+}
+
+/// The groupings a window keeps. Products are kept when either product output is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Groups {
+    /// Per-product rows go to `sales_windows` and `windowed_product_sales`.
+    pub sales_windows: bool,
+    /// Per-product rows feed the top-N ranking.
+    pub top: bool,
+    /// Per (customer segment, product).
+    pub segments: bool,
+    /// Per country and per card type (the dashboard tables).
+    pub dashboard: bool,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups {
+            sales_windows: true,
+            top: false,
+            segments: false,
+            dashboard: false,
+        }
+    }
+}
+
+impl Groups {
+    fn products(self) -> bool {
+        self.sales_windows || self.top
+    }
 }
 
 impl WindowSpec {
@@ -57,7 +89,13 @@ impl WindowSpec {
             name,
             size_micros: size,
             slide_micros: slide,
+            groups: Groups::default(),
         })
+    }
+
+    /// Tumbling: each event falls in exactly one window.
+    pub fn is_tumbling(&self) -> bool {
+        self.size_micros == self.slide_micros
     }
 
     /// Starts of the windows that contain `ts`, oldest first.
@@ -69,7 +107,7 @@ impl WindowSpec {
 }
 
 /// What a product is called; shared by all its windows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ProductInfo {
     pub name: String,
     pub brand: String,
@@ -84,15 +122,41 @@ pub struct Agg {
     pub orders: i64,
 }
 
-/// A window that closed: one row per product.
+/// What one aggregate of a window is grouped by. Labels (segment, country, card type) are
+/// interned per partition; [`ClosedWindow::label`] carries the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GroupKey {
+    Product(i64),
+    Segment(u32, i64),
+    Country(u32),
+    CardType(u32),
+}
+
+/// The label of a missing segment, country or card type: such sales are counted, never lost.
+pub const UNKNOWN: &str = "unknown";
+
+/// A window that closed: one row per group (product, segment and product, country, card).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedWindow {
     pub spec: usize,
     pub start: i64,
     pub end: i64,
-    pub product_id: i64,
+    pub key: GroupKey,
+    /// The product, for product and segment rows (empty names otherwise).
     pub info: Arc<ProductInfo>,
+    /// The segment, country or card type; empty for product rows.
+    pub label: Arc<str>,
     pub agg: Agg,
+}
+
+impl ClosedWindow {
+    /// The product of a product or segment row (0 otherwise).
+    pub fn product_id(&self) -> i64 {
+        match self.key {
+            GroupKey::Product(p) | GroupKey::Segment(_, p) => p,
+            _ => 0,
+        }
+    }
 }
 
 /// Where an event went.
@@ -114,19 +178,57 @@ pub struct Windows {
     max_ts: Option<i64>,
     /// Everything up to here was emitted (the watermark at the last `advance`).
     emitted_to: i64,
-    /// Open windows by (end, spec, start) -> product -> aggregate.
-    open: BTreeMap<(i64, usize, i64), HashMap<i64, Agg>>,
+    /// Open windows by (end, spec, start) -> group -> aggregate.
+    open: BTreeMap<(i64, usize, i64), HashMap<GroupKey, Agg>>,
     products: HashMap<i64, Arc<ProductInfo>>,
+    labels: Labels,
 }
+
+/// Interned labels: ids are given in first-seen order, so a replay assigns the same ids.
+#[derive(Debug, Clone, Default)]
+struct Labels {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+}
+
+impl Labels {
+    fn id(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        let a: Arc<str> = Arc::from(text);
+        self.names.push(a.clone());
+        self.ids.insert(a, id);
+        id
+    }
+    fn name(&self, id: u32) -> Arc<str> {
+        self.names
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(UNKNOWN))
+    }
+}
+
+/// A non-product open aggregate in a checkpoint:
+/// (end, spec, start, kind, label, product, quantity, revenue_cents, orders).
+pub type GroupRow = (i64, usize, i64, u8, u32, i64, i64, i64, i64);
 
 /// The serialisable form of [`Windows`], stored in checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct WindowState {
     pub max_ts: Option<i64>,
     pub emitted_to: i64,
-    /// (end, spec, start, product, quantity, revenue_cents, orders)
+    /// (end, spec, start, product, quantity, revenue_cents, orders): product rows.
     pub open: Vec<(i64, usize, i64, i64, i64, i64, i64)>,
     pub products: Vec<(i64, ProductInfo)>,
+    /// (end, spec, start, kind, label, product, quantity, revenue_cents, orders) for the
+    /// other groups: kind 1 = segment, 2 = country, 3 = card type.
+    #[serde(default)]
+    pub groups: Vec<GroupRow>,
+    /// Interned labels, by id.
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 impl Windows {
@@ -138,7 +240,13 @@ impl Windows {
             emitted_to: i64::MIN,
             open: BTreeMap::new(),
             products: HashMap::new(),
+            labels: Labels::default(),
         }
+    }
+
+    /// The product's name, brand and category, if it has been seen.
+    pub fn product(&self, id: i64) -> Option<&Arc<ProductInfo>> {
+        self.products.get(&id)
     }
 
     /// The watermark: max event time - lateness (i64::MIN before any event).
@@ -158,8 +266,8 @@ impl Windows {
         self.open.values().map(|m| m.len()).sum()
     }
 
-    /// Records one valid sale.
-    pub fn record(&mut self, s: &ProductSale) -> Outcome {
+    /// Records one valid sale, with the customer's segment if known.
+    pub fn record(&mut self, s: &ProductSale, segment: Option<&str>) -> Outcome {
         let ts = s.transaction_date_micros;
         let wm = self.watermark();
         if ts < wm {
@@ -179,18 +287,34 @@ impl Windows {
             );
         }
         let revenue = i64::from(s.quantity_sold) * s.price_per_unit_cents;
+        let qty = i64::from(s.quantity_sold);
+        let mut keys = [GroupKey::Product(s.product_id); 4];
         for (i, spec) in self.specs.iter().enumerate() {
+            let g = spec.groups;
+            let mut n = 0;
+            if g.products() {
+                n += 1;
+            }
+            if g.segments {
+                let seg = self.labels.id(segment.unwrap_or(UNKNOWN));
+                keys[n] = GroupKey::Segment(seg, s.product_id);
+                n += 1;
+            }
+            if g.dashboard {
+                keys[n] = GroupKey::Country(self.labels.id(s.country.as_deref().unwrap_or(UNKNOWN)));
+                keys[n + 1] =
+                    GroupKey::CardType(self.labels.id(s.card_type.as_deref().unwrap_or(UNKNOWN)));
+                n += 2;
+            }
             for start in spec.starts(ts) {
                 let end = start + spec.size_micros;
-                let agg = self
-                    .open
-                    .entry((end, i, start))
-                    .or_default()
-                    .entry(s.product_id)
-                    .or_default();
-                agg.quantity += i64::from(s.quantity_sold);
-                agg.revenue_cents += revenue;
-                agg.orders += 1;
+                let m = self.open.entry((end, i, start)).or_default();
+                for k in &keys[..n] {
+                    let agg = m.entry(*k).or_default();
+                    agg.quantity += qty;
+                    agg.revenue_cents += revenue;
+                    agg.orders += 1;
+                }
             }
         }
         Outcome::Aggregated
@@ -222,23 +346,26 @@ impl Windows {
             if end > wm {
                 break;
             }
-            let mut rows: Vec<(i64, Agg)> = entry.remove().into_iter().collect();
+            let mut rows: Vec<(GroupKey, Agg)> = entry.remove().into_iter().collect();
             rows.sort_unstable_by_key(|r| r.0);
-            for (product_id, agg) in rows {
-                let info = self.products.get(&product_id).cloned().unwrap_or_else(|| {
-                    // Every aggregated product was registered in `record`.
-                    Arc::new(ProductInfo {
-                        name: String::new(),
-                        brand: String::new(),
-                        category: String::new(),
-                    })
-                });
+            for (key, agg) in rows {
+                let (product, label) = match key {
+                    GroupKey::Product(p) => (Some(p), None),
+                    GroupKey::Segment(l, p) => (Some(p), Some(l)),
+                    GroupKey::Country(l) | GroupKey::CardType(l) => (None, Some(l)),
+                };
+                // Every aggregated product was registered in `record`.
+                let info = product
+                    .and_then(|p| self.products.get(&p).cloned())
+                    .unwrap_or_else(|| Arc::new(ProductInfo::default()));
+                let label = label.map_or_else(|| Arc::from(""), |l| self.labels.name(l));
                 out.push(ClosedWindow {
                     spec,
                     start,
                     end,
-                    product_id,
+                    key,
                     info,
+                    label,
                     agg,
                 });
             }
@@ -251,15 +378,35 @@ impl Windows {
     /// The state to checkpoint.
     pub fn state(&self) -> WindowState {
         let mut open = Vec::with_capacity(self.open_keys());
+        let mut groups = Vec::new();
         for ((end, spec, start), m) in &self.open {
             let mut rows: Vec<_> = m.iter().collect();
             rows.sort_unstable_by_key(|r| *r.0);
-            for (p, a) in rows {
-                open.push((
+            for (k, a) in rows {
+                let (kind, label, p) = match *k {
+                    GroupKey::Product(p) => {
+                        open.push((
+                            *end,
+                            *spec,
+                            *start,
+                            p,
+                            a.quantity,
+                            a.revenue_cents,
+                            a.orders,
+                        ));
+                        continue;
+                    }
+                    GroupKey::Segment(l, p) => (1, l, p),
+                    GroupKey::Country(l) => (2, l, 0),
+                    GroupKey::CardType(l) => (3, l, 0),
+                };
+                groups.push((
                     *end,
                     *spec,
                     *start,
-                    *p,
+                    kind,
+                    label,
+                    p,
                     a.quantity,
                     a.revenue_cents,
                     a.orders,
@@ -277,6 +424,8 @@ impl Windows {
             emitted_to: self.emitted_to,
             open,
             products,
+            groups,
+            labels: self.labels.names.iter().map(|l| l.to_string()).collect(),
         }
     }
 
@@ -287,7 +436,25 @@ impl Windows {
         w.emitted_to = st.emitted_to;
         for (end, spec, start, p, q, r, o) in st.open {
             w.open.entry((end, spec, start)).or_default().insert(
-                p,
+                GroupKey::Product(p),
+                Agg {
+                    quantity: q,
+                    revenue_cents: r,
+                    orders: o,
+                },
+            );
+        }
+        for l in &st.labels {
+            w.labels.id(l);
+        }
+        for (end, spec, start, kind, label, p, q, r, o) in st.groups {
+            let key = match kind {
+                1 => GroupKey::Segment(label, p),
+                2 => GroupKey::Country(label),
+                _ => GroupKey::CardType(label),
+            };
+            w.open.entry((end, spec, start)).or_default().insert(
+                key,
                 Agg {
                     quantity: q,
                     revenue_cents: r,
@@ -356,7 +523,7 @@ mod tests {
     #[test]
     fn the_seed_example_aggregates_exactly() {
         let mut w = Windows::new(specs(&["1h"]), 0);
-        w.record(&sale(3001, 1, "Dell Inspiron", 2, 5_000_000, T0 + 10 * M));
+        w.record(&sale(3001, 1, "Dell Inspiron", 2, 5_000_000, T0 + 10 * M), None);
         w.record(&sale(
             3002,
             11,
@@ -364,8 +531,8 @@ mod tests {
             3,
             8_000_000,
             T0 + 20 * M,
-        ));
-        w.record(&sale(3003, 5, "Lenovo ThinkPad", 1, 6_500_000, T0 + 30 * M));
+        ), None);
+        w.record(&sale(3003, 5, "Lenovo ThinkPad", 1, 6_500_000, T0 + 30 * M), None);
         let mut out = vec![];
         w.advance(&mut out);
         assert!(out.is_empty(), "the hour is not over");
@@ -395,23 +562,23 @@ mod tests {
     #[test]
     fn watermark_closes_windows_once_and_late_events_are_set_aside() {
         let mut w = Windows::new(specs(&["1h"]), 10 * M);
-        w.record(&sale(1, 1, "Dell Inspiron", 1, 100, T0 + 5 * M));
+        w.record(&sale(1, 1, "Dell Inspiron", 1, 100, T0 + 5 * M), None);
         let mut out = vec![];
         // An event at 01:15 moves the watermark to 01:05: the 00:00 window closes.
-        w.record(&sale(2, 1, "Dell Inspiron", 1, 100, T0 + H + 15 * M));
+        w.record(&sale(2, 1, "Dell Inspiron", 1, 100, T0 + H + 15 * M), None);
         w.advance(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].start, out[0].agg.quantity), (T0, 1));
         // 00:59 is older than the watermark: late, in no window.
         assert_eq!(
-            w.record(&sale(3, 1, "Dell Inspiron", 1, 100, T0 + 59 * M)),
+            w.record(&sale(3, 1, "Dell Inspiron", 1, 100, T0 + 59 * M), None),
             Outcome::Late {
                 watermark: T0 + H + 5 * M
             }
         );
         // 01:06 is within the lateness: aggregated.
         assert_eq!(
-            w.record(&sale(4, 1, "Dell Inspiron", 1, 100, T0 + H + 6 * M)),
+            w.record(&sale(4, 1, "Dell Inspiron", 1, 100, T0 + H + 6 * M), None),
             Outcome::Aggregated
         );
         w.advance(&mut out);
@@ -426,7 +593,7 @@ mod tests {
     #[test]
     fn sliding_windows_count_each_event_in_every_window_it_falls_in() {
         let mut w = Windows::new(specs(&["1h/15m"]), 0);
-        w.record(&sale(1, 1, "Dell Inspiron", 2, 150, T0 + 20 * M));
+        w.record(&sale(1, 1, "Dell Inspiron", 2, 150, T0 + 20 * M), None);
         let mut out = vec![];
         w.flush_all(&mut out);
         let starts: Vec<i64> = out.iter().map(|c| (c.start - T0) / M).collect();
@@ -449,7 +616,7 @@ mod tests {
                 1,
                 1999,
                 T0 + i * 40_000, // 40 ms apart: all within the day, in order
-            ));
+            ), None);
         }
         let mut out = vec![];
         w.flush_all(&mut out);
@@ -473,7 +640,7 @@ mod tests {
             })
             .collect();
         for e in &events[..120] {
-            a.record(e);
+            a.record(e, None);
         }
         let mut out_a = vec![];
         a.advance(&mut out_a);
@@ -482,8 +649,8 @@ mod tests {
         let mut b = Windows::restore(s, 5 * M, serde_json::from_str(&json).unwrap());
         let mut out_b = out_a.clone();
         for e in &events[120..] {
-            a.record(e);
-            b.record(e);
+            a.record(e, None);
+            b.record(e, None);
         }
         a.flush_all(&mut out_a);
         b.flush_all(&mut out_b);

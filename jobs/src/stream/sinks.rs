@@ -1,0 +1,299 @@
+//! The stream's stores for fast reads: SQL tables (dashboard and top-N) and Redis sorted
+//! sets (top-N). Both are written with upserts on the window key before the checkpoint that
+//! covers them, so a replay after a crash rewrites the same values and adds nothing.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use super::business::TopList;
+use super::window::ClosedWindow;
+use crate::io::db::Db;
+use crate::records::{format_cents, format_micros, rfc3339_micros};
+use crate::{Error, Result};
+
+/// Rows per multi-row upsert statement (well under every dialect's placeholder limit).
+const CHUNK: usize = 500;
+
+/// The SQL output tables of `data/sql/outputs_*.sql`.
+pub struct SqlSink {
+    db: Db,
+}
+
+/// A dashboard row: one label (country or card type) of one window from one partition.
+pub struct LabelRow<'a> {
+    pub spec: &'a str,
+    pub row: &'a ClosedWindow,
+    pub partition: i32,
+}
+
+impl SqlSink {
+    /// Connects and creates the output tables if missing.
+    pub async fn connect(url: &str) -> Result<SqlSink> {
+        let db = Db::connect(url).await?;
+        sqlx::raw_sql(db.dialect.output_schema())
+            .execute(&db.pool)
+            .await
+            .map_err(db.err("create the stream's output tables"))?;
+        Ok(SqlSink { db })
+    }
+
+    /// The database, without credentials.
+    pub fn name(&self) -> &str {
+        &self.db.name
+    }
+
+    /// Upserts dashboard rows into `stream_sales_by_country` or `stream_sales_by_card_type`
+    /// (`label_col` = `country` / `card_type`) and top-N rows into `top_products`, in one
+    /// transaction. Returns the rows written.
+    pub async fn write(
+        &self,
+        countries: &[LabelRow<'_>],
+        cards: &[LabelRow<'_>],
+        top: &[TopList<'_>],
+    ) -> Result<usize> {
+        if countries.is_empty() && cards.is_empty() && top.is_empty() {
+            return Ok(0);
+        }
+        let d = self.db.dialect;
+        let mut tx = self
+            .db
+            .pool
+            .begin()
+            .await
+            .map_err(self.db.err("begin the output transaction"))?;
+        let mut n = 0;
+        for (table, col, rows) in [
+            ("stream_sales_by_country", "country", countries),
+            ("stream_sales_by_card_type", "card_type", cards),
+        ] {
+            for chunk in rows.chunks(CHUNK) {
+                let mut sql = format!(
+                    "INSERT INTO {table} (window_spec, window_start, window_end, {col}, source_partition, total_quantity_sold, total_revenue, order_count) VALUES "
+                );
+                let mut i = 0;
+                for (k, _) in chunk.iter().enumerate() {
+                    if k > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "({}, {}, {}, {}, {}, {}, {}, {})",
+                        d.param(i + 1),
+                        d.ts_param(i + 2),
+                        d.ts_param(i + 3),
+                        d.param(i + 4),
+                        d.param(i + 5),
+                        d.param(i + 6),
+                        d.money_param(i + 7),
+                        d.param(i + 8)
+                    ));
+                    i += 8;
+                }
+                sql.push_str(&d.upsert_tail(
+                    &["window_spec", "window_start", col, "source_partition"],
+                    &[
+                        "window_end",
+                        "total_quantity_sold",
+                        "total_revenue",
+                        "order_count",
+                    ],
+                ));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for r in chunk {
+                    q = q
+                        .bind(r.spec.to_string())
+                        .bind(format_micros(r.row.start))
+                        .bind(format_micros(r.row.end))
+                        .bind(r.row.label.to_string())
+                        .bind(r.partition)
+                        .bind(r.row.agg.quantity)
+                        .bind(format_cents(r.row.agg.revenue_cents))
+                        .bind(r.row.agg.orders);
+                }
+                q.execute(&mut *tx)
+                    .await
+                    .map_err(self.db.err(format!("upsert into {table}")))?;
+                n += chunk.len();
+            }
+        }
+        let rows: Vec<(&TopList<'_>, &ClosedWindow)> = top
+            .iter()
+            .flat_map(|l| l.rows.iter().map(move |r| (l, *r)))
+            .collect();
+        for chunk in rows.chunks(CHUNK) {
+            let mut sql = "INSERT INTO top_products (metric, window_spec, window_start, window_end, product_id, product_name, brand, product_category, total_quantity_sold, total_revenue, order_count, source_partition) VALUES ".to_string();
+            let mut i = 0;
+            for (k, _) in chunk.iter().enumerate() {
+                if k > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    d.param(i + 1),
+                    d.param(i + 2),
+                    d.ts_param(i + 3),
+                    d.ts_param(i + 4),
+                    d.param(i + 5),
+                    d.param(i + 6),
+                    d.param(i + 7),
+                    d.param(i + 8),
+                    d.param(i + 9),
+                    d.money_param(i + 10),
+                    d.param(i + 11),
+                    d.param(i + 12),
+                ));
+                i += 12;
+            }
+            sql.push_str(&d.upsert_tail(
+                &["metric", "window_spec", "window_start", "product_id"],
+                &[
+                    "window_end",
+                    "product_name",
+                    "brand",
+                    "product_category",
+                    "total_quantity_sold",
+                    "total_revenue",
+                    "order_count",
+                    "source_partition",
+                ],
+            ));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (l, r) in chunk {
+                q = q
+                    .bind(l.metric.name().to_string())
+                    .bind(l.spec.name.clone())
+                    .bind(format_micros(l.start))
+                    .bind(format_micros(l.end))
+                    .bind(r.product_id())
+                    .bind(r.info.name.clone())
+                    .bind(r.info.brand.clone())
+                    .bind(r.info.category.clone())
+                    .bind(r.agg.quantity)
+                    .bind(format_cents(r.agg.revenue_cents))
+                    .bind(r.agg.orders)
+                    .bind(l.partition);
+            }
+            q.execute(&mut *tx)
+                .await
+                .map_err(self.db.err("upsert into top_products"))?;
+            n += chunk.len();
+        }
+        tx.commit()
+            .await
+            .map_err(self.db.err("commit the output transaction"))?;
+        Ok(n)
+    }
+}
+
+/// Top-N sorted sets in Redis. Keys (`<p>` = `jobs:<group id>`):
+/// - `<p>:top:<metric>:<window>:<window_start RFC 3339>`: ZSET, member = product id, score =
+///   quantity or revenue; `ZRANGE key 0 9 REV WITHSCORES` is the window's top 10;
+/// - `<p>:top:<metric>:<window>:windows`: ZSET of those window starts, score = epoch seconds;
+///   `ZRANGE key 0 0 REV` is the newest;
+/// - `<p>:products`: HASH product id -> `{"name","brand","category"}` JSON.
+///
+/// Window keys expire after `redis_ttl`.
+pub struct RedisSink {
+    conn: MultiplexedConnection,
+    url: String,
+    prefix: String,
+    ttl_secs: i64,
+}
+
+impl RedisSink {
+    /// Connects (within 10 s) and checks with a PING.
+    pub async fn connect(url: &str, group: &str, ttl: Duration) -> Result<RedisSink> {
+        let shown = crate::io::db::redact(url);
+        let err = |what: &str| {
+            let (u, w) = (shown.clone(), what.to_string());
+            move |source| Error::Redis {
+                url: u,
+                what: w,
+                source,
+            }
+        };
+        let client = redis::Client::open(url).map_err(err("parse the URL"))?;
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| Error::Config(format!("redis {shown}: no answer within 10 s")))?
+        .map_err(err("connect"))?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(err("PING"))?;
+        Ok(RedisSink {
+            conn,
+            url: shown,
+            prefix: format!("jobs:{group}"),
+            ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1),
+        })
+    }
+
+    /// Writes the lists (idempotent: ZADD of the same members and scores). Returns the
+    /// number of commands sent.
+    pub async fn write_top(&mut self, lists: &[TopList<'_>]) -> Result<usize> {
+        if lists.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        let mut n = 0;
+        for l in lists {
+            if l.rows.is_empty() {
+                continue;
+            }
+            let base = format!("{}:top:{}:{}", self.prefix, l.metric.name(), l.spec.name);
+            let start = rfc3339_micros(l.start);
+            let key = format!("{base}:{start}");
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&key);
+            for r in &l.rows {
+                let score = match l.metric {
+                    super::top::Metric::Quantity => r.agg.quantity.to_string(),
+                    super::top::Metric::Revenue => format_cents(r.agg.revenue_cents),
+                };
+                zadd.arg(score).arg(r.product_id());
+            }
+            pipe.add_command(zadd).ignore();
+            pipe.cmd("EXPIRE").arg(&key).arg(self.ttl_secs).ignore();
+            let index = format!("{base}:windows");
+            pipe.cmd("ZADD")
+                .arg(&index)
+                .arg(l.start.div_euclid(1_000_000))
+                .arg(&start)
+                .ignore();
+            pipe.cmd("EXPIRE").arg(&index).arg(self.ttl_secs).ignore();
+            let mut hset = redis::cmd("HSET");
+            hset.arg(format!("{}:products", self.prefix));
+            for r in &l.rows {
+                let v = serde_json::json!({
+                    "name": r.info.name, "brand": r.info.brand, "category": r.info.category
+                });
+                hset.arg(r.product_id()).arg(v.to_string());
+            }
+            pipe.add_command(hset).ignore();
+            n += 5;
+        }
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=4 {
+            match pipe.query_async::<()>(&mut self.conn).await {
+                Ok(()) => return Ok(n),
+                Err(e) if attempt < 4 => {
+                    tracing::warn!(message = "Redis write failed; retrying.", url = %self.url, attempt, error = %e);
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => {
+                    return Err(Error::Redis {
+                        url: self.url.clone(),
+                        what: "write the top-N sorted sets".into(),
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(n)
+    }
+}

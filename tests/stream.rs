@@ -256,6 +256,10 @@ fn clean_reference_run(orders: &str, seed: &str) -> Env {
                 &format!("lake = \"{}\"", env.lake()),
                 &format!("lake = \"{}-clean\"", env.lake()),
             ),
+            (
+                "roll_interval = \"1s\"",
+                &format!("roll_interval = \"1s\"\nsql_url = \"{}\"", clean_sql(&env)),
+            ),
         ],
     );
     let out = env
@@ -266,9 +270,51 @@ fn clean_reference_run(orders: &str, seed: &str) -> Env {
     env
 }
 
-/// The `<id>-stream` group's lake tables and window messages equal the clean run's: no loss,
-/// no duplicate.
+/// The SQL database of the crash-free run's dashboard and top-N tables.
+fn clean_sql(env: &Env) -> String {
+    format!("sqlite://{}", env.dir.join("clean-outputs.db").display())
+}
+
+/// The `<id>-stream` group's lake tables, window messages and business outputs (topics,
+/// lake, SQL, Redis) equal the clean run's: no loss, no duplicate.
 fn assert_equal_to_clean_run(env: &Env, raw_rows: usize) {
+    let business = |lake: &str, group: &str, sql: &str| {
+        python(&[
+            "tests/py/outputs_check.py",
+            "all",
+            lake,
+            common::BROKERS,
+            &env.id,
+            &format!("{}-{group}", env.id),
+            sql,
+            "redis://127.0.0.1:6379",
+        ])
+    };
+    let a = business(&format!("{}-clean", env.lake()), "clean", &clean_sql(env));
+    let b = business(&env.lake(), "stream", &env.db_url);
+    assert!(
+        !a["topics"]["top"].as_array().unwrap().is_empty()
+            && !a["sql"]["sales_by_country"].as_array().unwrap().is_empty()
+            && !a["redis"].as_object().unwrap().is_empty(),
+        "the clean run wrote business outputs: {a}"
+    );
+    for part in ["lake", "sql", "redis"] {
+        for (k, v) in a[part].as_object().unwrap() {
+            assert!(
+                *v == b[part][k],
+                "{part} {k} differs from the crash-free run"
+            );
+        }
+    }
+    for k in ["totals", "top", "segments", "alerts"] {
+        assert!(
+            a["topics"][k] == b["topics"][k],
+            "topic {k} differs from the crash-free run"
+        );
+        assert_eq!(b["topics"][format!("{k}_duplicates")], 0, "{k} duplicates");
+    }
+    assert_eq!(b["topics"]["totals_regressions"], 0, "totals never go back");
+
     let a = python(&[
         "tests/py/stream_check.py",
         "lake-rows",

@@ -44,8 +44,11 @@ fn main() -> anyhow::Result<()> {
             price_per_unit_cents: 1_999 + (product_id % 100) * 1_000,
             transaction_date_micros: t0 + i * 1_000,
             customer_id: Some(i % 50_000),
-            country: Some("India".into()),
-            card_type: Some("Visa".into()),
+            country: Some(
+                ["India", "Germany", "France", "USA", "UK", "Brazil", "Japan"][(i % 7) as usize]
+                    .into(),
+            ),
+            card_type: Some(["Visa", "Mastercard", "Amex", "RuPay"][(i % 4) as usize].into()),
         };
         w.start_framed(1);
         sale.encode(&mut w);

@@ -122,6 +122,7 @@ poll_interval = "100ms"
 group_id = "{id}-stream"
 metrics_addr = ""
 roll_interval = "1s"
+redis_url = "redis://127.0.0.1:6379"
 "#,
                 lake = dir.join("lake").display(),
             ),

@@ -186,7 +186,10 @@ impl Registry {
                         (SchemaKind::ProductSale, t.product_sales.as_str()),
                         (SchemaKind::Product, t.product_updates.as_str()),
                         (SchemaKind::WindowedSales, t.windowed_product_sales.as_str()),
-                        (SchemaKind::ProductTotals, t.aggregated_product_sales.as_str()),
+                        (
+                            SchemaKind::ProductTotals,
+                            t.aggregated_product_sales.as_str(),
+                        ),
                         (SchemaKind::TopProducts, t.top_products.as_str()),
                         (SchemaKind::LowStockAlert, t.low_stock_alerts.as_str()),
                         (SchemaKind::SegmentSales, t.customer_segment_sales.as_str()),

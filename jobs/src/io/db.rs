@@ -97,9 +97,9 @@ impl Dialect {
     pub fn micros(self, col: &str) -> String {
         match self {
             Dialect::Sqlite => sqlite_micros(col),
-            Dialect::MySql => format!(
-                "CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {col}) AS SIGNED)"
-            ),
+            Dialect::MySql => {
+                format!("CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {col}) AS SIGNED)")
+            }
             Dialect::Postgres => format!("(EXTRACT(EPOCH FROM {col}) * 1000000)::bigint"),
         }
     }

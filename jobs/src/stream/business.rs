@@ -379,8 +379,11 @@ pub fn label_files(
         );
         let (mut spec, mut label) = (StringBuilder::new(), StringBuilder::new());
         let mut pid = Int64Builder::with_capacity(n);
-        let (mut name, mut brand, mut cat) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut name, mut brand, mut cat) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let (mut qty, mut orders) = (
             Int64Builder::with_capacity(n),
             Int64Builder::with_capacity(n),
@@ -471,8 +474,11 @@ pub fn top_files(lists: &[TopList<'_>]) -> Result<BTreeMap<String, RecordBatch>>
             Int32Builder::with_capacity(n),
         );
         let mut pid = Int64Builder::with_capacity(n);
-        let (mut name, mut brand, mut cat) =
-            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut name, mut brand, mut cat) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let (mut qty, mut orders) = (
             Int64Builder::with_capacity(n),
             Int64Builder::with_capacity(n),
@@ -533,8 +539,11 @@ pub fn totals_batch(
 ) -> Result<RecordBatch> {
     let n = rows.len();
     let mut pid = Int64Builder::with_capacity(n);
-    let (mut name, mut brand, mut cat) =
-        (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+    let (mut name, mut brand, mut cat) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
     let (mut qty, mut orders, mut off) = (
         Int64Builder::with_capacity(n),
         Int64Builder::with_capacity(n),

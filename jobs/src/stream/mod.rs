@@ -776,7 +776,12 @@ impl Job<'_> {
                 }
             },
         }
-        if let Some(sale) = part.raw.last().filter(|r| r.offset == offset).map(|r| &r.sale) {
+        if let Some(sale) = part
+            .raw
+            .last()
+            .filter(|r| r.offset == offset)
+            .map(|r| &r.sale)
+        {
             // Every valid sale, late or not, counts in the totals and against the stock.
             let s = &self.cfg.stream;
             let qty = i64::from(sale.quantity_sold);
@@ -946,7 +951,11 @@ impl Job<'_> {
         let mut w = Writer::default();
         let mut msgs = Vec::new();
         for a in part.alerts.drain(..) {
-            let info = part.windows.product(a.product_id).cloned().unwrap_or_default();
+            let info = part
+                .windows
+                .product(a.product_id)
+                .cloned()
+                .unwrap_or_default();
             msgs.push(OutMsg {
                 topic: t.low_stock_alerts.clone(),
                 key: a.product_id.to_string().into_bytes(),
@@ -983,7 +992,10 @@ impl Job<'_> {
     /// Sends messages (skipping those recovery found already sent); blocking. Returns how
     /// many were skipped.
     fn send(&self, part: &mut Part, msgs: &[OutMsg]) -> Result<usize> {
-        let (group, sp) = (self.cfg.stream.group_id.as_str(), part.partition.to_string());
+        let (group, sp) = (
+            self.cfg.stream.group_id.as_str(),
+            part.partition.to_string(),
+        );
         let mut skipped = 0;
         for m in msgs {
             // Kept across flushes until matched: the replay may cut its flushes at other
@@ -1044,7 +1056,11 @@ impl Job<'_> {
         self.metrics.totals_out.fetch_add(totals, Ordering::Relaxed);
         self.metrics.alerts_out.fetch_add(alerts, Ordering::Relaxed);
         if alerts > 0 {
-            tracing::info!(message = "Low-stock alerts sent.", partition = part.partition, alerts);
+            tracing::info!(
+                message = "Low-stock alerts sent.",
+                partition = part.partition,
+                alerts
+            );
         }
         Ok(())
     }

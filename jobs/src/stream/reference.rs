@@ -41,7 +41,10 @@ pub async fn load(
             d.int("customer_id"),
             d.text("customer_segment")
         );
-        match sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&db.pool).await {
+        match sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&db.pool)
+            .await
+        {
             Ok(rows) => {
                 let mut m = HashMap::with_capacity(rows.len());
                 let mut nulls = 0u64;
@@ -80,7 +83,10 @@ pub async fn load(
             d.micros("i.updated_at"),
             d.int("p.id"),
         );
-        match sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&db.pool).await {
+        match sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&db.pool)
+            .await
+        {
             Ok(rows) => {
                 let mut m = HashMap::with_capacity(rows.len());
                 let (mut unknown, mut null_stock, mut null_time) = (0u64, 0u64, 0u64);

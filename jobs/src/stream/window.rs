@@ -301,7 +301,8 @@ impl Windows {
                 n += 1;
             }
             if g.dashboard {
-                keys[n] = GroupKey::Country(self.labels.id(s.country.as_deref().unwrap_or(UNKNOWN)));
+                keys[n] =
+                    GroupKey::Country(self.labels.id(s.country.as_deref().unwrap_or(UNKNOWN)));
                 keys[n + 1] =
                     GroupKey::CardType(self.labels.id(s.card_type.as_deref().unwrap_or(UNKNOWN)));
                 n += 2;
@@ -523,16 +524,18 @@ mod tests {
     #[test]
     fn the_seed_example_aggregates_exactly() {
         let mut w = Windows::new(specs(&["1h"]), 0);
-        w.record(&sale(3001, 1, "Dell Inspiron", 2, 5_000_000, T0 + 10 * M), None);
-        w.record(&sale(
-            3002,
-            11,
-            "Apple iPhone 12",
-            3,
-            8_000_000,
-            T0 + 20 * M,
-        ), None);
-        w.record(&sale(3003, 5, "Lenovo ThinkPad", 1, 6_500_000, T0 + 30 * M), None);
+        w.record(
+            &sale(3001, 1, "Dell Inspiron", 2, 5_000_000, T0 + 10 * M),
+            None,
+        );
+        w.record(
+            &sale(3002, 11, "Apple iPhone 12", 3, 8_000_000, T0 + 20 * M),
+            None,
+        );
+        w.record(
+            &sale(3003, 5, "Lenovo ThinkPad", 1, 6_500_000, T0 + 30 * M),
+            None,
+        );
         let mut out = vec![];
         w.advance(&mut out);
         assert!(out.is_empty(), "the hour is not over");
@@ -609,14 +612,17 @@ mod tests {
     fn revenue_is_exact_over_millions_of_events() {
         let mut w = Windows::new(specs(&["1d"]), 0);
         for i in 0..2_000_000 {
-            w.record(&sale(
-                i,
-                1,
-                "Dell Inspiron",
-                1,
-                1999,
-                T0 + i * 40_000, // 40 ms apart: all within the day, in order
-            ), None);
+            w.record(
+                &sale(
+                    i,
+                    1,
+                    "Dell Inspiron",
+                    1,
+                    1999,
+                    T0 + i * 40_000, // 40 ms apart: all within the day, in order
+                ),
+                None,
+            );
         }
         let mut out = vec![];
         w.flush_all(&mut out);
@@ -655,5 +661,50 @@ mod tests {
         a.flush_all(&mut out_a);
         b.flush_all(&mut out_b);
         assert_eq!(out_a, out_b);
+    }
+
+    #[test]
+    fn segments_countries_and_cards_are_grouped_and_unknowns_kept() {
+        let mut spec = WindowSpec::parse("1h").unwrap();
+        spec.groups = Groups {
+            sales_windows: true,
+            top: false,
+            segments: true,
+            dashboard: true,
+        };
+        let s = Arc::new(vec![spec]);
+        let mut w = Windows::new(s.clone(), 0);
+        let mut a = sale(1, 1, "Dell Inspiron", 2, 100, T0 + M);
+        a.country = Some("DE".into());
+        a.card_type = Some("Visa".into());
+        let mut b = sale(2, 2, "Apple iPhone", 1, 300, T0 + 2 * M);
+        b.country = Some("DE".into());
+        w.record(&a, Some("Premium"));
+        w.record(&b, None);
+        // A checkpoint in the middle restores the interned labels too.
+        let mut w = Windows::restore(s, 0, w.state());
+        a.transaction_date_micros = T0 + 3 * M;
+        w.record(&a, Some("Premium"));
+        let mut out = vec![];
+        w.flush_all(&mut out);
+        let rows: Vec<(GroupKey, &str, i64, i64)> = out
+            .iter()
+            .map(|c| (c.key, &*c.label, c.agg.quantity, c.agg.revenue_cents))
+            .collect();
+        let (premium, de, visa, unknown) = (0, 1, 2, 3); // first-seen order
+        assert_eq!(
+            rows,
+            vec![
+                (GroupKey::Product(1), "", 4, 400),
+                (GroupKey::Product(2), "", 1, 300),
+                (GroupKey::Segment(premium, 1), "Premium", 4, 400),
+                (GroupKey::Segment(unknown, 2), UNKNOWN, 1, 300),
+                (GroupKey::Country(de), "DE", 5, 700),
+                (GroupKey::CardType(visa), "Visa", 4, 400),
+                (GroupKey::CardType(unknown), UNKNOWN, 1, 300),
+            ]
+        );
+        assert_eq!(out[3].product_id(), 2);
+        assert_eq!(out[3].info.name, "Apple iPhone");
     }
 }

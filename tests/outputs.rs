@@ -271,7 +271,7 @@ fn low_stock_alerts_fire_once_and_recover(backend: Backend) {
         "alerts.toml",
         &[(
             "roll_interval = \"1s\"",
-            "roll_interval = \"1s\"\n[stream.low_stock_thresholds]\n\"5\" = 3",
+            "roll_interval = \"1s\"\nlow_stock_thresholds = { \"5\" = 3 }",
         )],
     );
     env.jobs(&["init"]);

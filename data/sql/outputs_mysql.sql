@@ -30,17 +30,17 @@ CREATE TABLE IF NOT EXISTS stream_sales_by_card_type (
 
 CREATE OR REPLACE VIEW sales_by_country AS
 SELECT window_spec, window_start, window_end, country,
-       SUM(total_quantity_sold) AS total_quantity_sold,
+       CAST(SUM(total_quantity_sold) AS SIGNED) AS total_quantity_sold,
        SUM(total_revenue) AS total_revenue,
-       SUM(order_count) AS order_count
+       CAST(SUM(order_count) AS SIGNED) AS order_count
 FROM stream_sales_by_country
 GROUP BY window_spec, window_start, window_end, country;
 
 CREATE OR REPLACE VIEW sales_by_card_type AS
 SELECT window_spec, window_start, window_end, card_type,
-       SUM(total_quantity_sold) AS total_quantity_sold,
+       CAST(SUM(total_quantity_sold) AS SIGNED) AS total_quantity_sold,
        SUM(total_revenue) AS total_revenue,
-       SUM(order_count) AS order_count
+       CAST(SUM(order_count) AS SIGNED) AS order_count
 FROM stream_sales_by_card_type
 GROUP BY window_spec, window_start, window_end, card_type;
 

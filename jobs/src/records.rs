@@ -319,6 +319,14 @@ pub fn rfc3339_micros(micros: i64) -> String {
     }
 }
 
+/// Formats microseconds as RFC 3339 UTC to the second (`2026-11-21T13:00:00Z`), for keys.
+pub fn rfc3339_secs(micros: i64) -> String {
+    match DateTime::from_timestamp_micros(micros) {
+        Some(dt) => dt.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

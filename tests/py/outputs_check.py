@@ -18,7 +18,7 @@ REGISTRY = {e["id"]: e["file"] for e in json.loads((ROOT / "data/avro/registry.j
 
 
 def s(v):
-    if isinstance(v, Decimal):
+    if isinstance(v, Decimal) and v.as_tuple().exponent < 0:
         return f"{v:.2f}"
     return str(v)
 

@@ -100,7 +100,7 @@ impl TopList<'_> {
             "{}|{}|{}",
             self.metric.name(),
             self.spec.name,
-            rfc3339_micros(self.start)
+            crate::records::rfc3339_secs(self.start)
         )
     }
 

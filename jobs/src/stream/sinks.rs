@@ -9,7 +9,7 @@ use redis::aio::MultiplexedConnection;
 use super::business::TopList;
 use super::window::ClosedWindow;
 use crate::io::db::Db;
-use crate::records::{format_cents, format_micros, rfc3339_micros};
+use crate::records::{format_cents, format_micros, rfc3339_secs};
 use crate::{Error, Result};
 
 /// Rows per multi-row upsert statement (well under every dialect's placeholder limit).
@@ -245,7 +245,7 @@ impl RedisSink {
                 continue;
             }
             let base = format!("{}:top:{}:{}", self.prefix, l.metric.name(), l.spec.name);
-            let start = rfc3339_micros(l.start);
+            let start = rfc3339_secs(l.start);
             let key = format!("{base}:{start}");
             let mut zadd = redis::cmd("ZADD");
             zadd.arg(&key);

@@ -6,6 +6,12 @@
 //! again while it stays low; one `recovered` message when a new stock level lifts it back to
 //! the threshold or above. Alerts are named by (product, the stock record's time, kind), so
 //! each stock record gives at most one of each: the idempotency key after a crash.
+//!
+//! To bound memory, sales are kept per second of event time, and only for a day behind the
+//! product's newest sale; older ones are folded into one count. So a new stock row drops
+//! exactly the sales it includes when it is at most a day older than the newest sale, to the
+//! second (a sale in the same second as a new row counts as included in it); an older row keeps the
+//! folded count (the stock is then underestimated, never overestimated).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,12 +52,20 @@ impl Alert {
     }
 }
 
+const SECOND: i64 = 1_000_000;
+/// How far behind a product's newest sale its sales are kept per second.
+const HORIZON_SECS: i64 = 86_400;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Item {
     record: Option<StockRecord>,
-    /// Units sold after `record.recorded_at`, by event time (kept so that a newer stock
-    /// record can drop exactly the sales it already includes).
+    /// Units sold after `record.recorded_at`, by second of event time (kept so that a newer
+    /// stock record can drop the sales it already includes).
     sales: BTreeMap<i64, i64>,
+    /// Units sold after the record but before the per-second horizon, and the newest event
+    /// time among them.
+    folded: i64,
+    folded_to: i64,
     sold_since: i64,
     alerted: bool,
 }
@@ -72,8 +86,12 @@ impl Stock {
             Some(old) if rec.recorded_at < old.recorded_at => return None,
             _ => {}
         }
-        it.sales = it.sales.split_off(&(rec.recorded_at + 1));
-        it.sold_since = it.sales.values().sum();
+        // Seconds up to the new record's own are in its stock level.
+        it.sales = it.sales.split_off(&(rec.recorded_at.div_euclid(SECOND) + 1));
+        if rec.recorded_at >= it.folded_to {
+            it.folded = 0;
+        }
+        it.sold_since = it.folded + it.sales.values().sum::<i64>();
         it.record = Some(rec);
         Self::check(product, it, threshold, rec.recorded_at)
     }
@@ -85,8 +103,17 @@ impl Stock {
         if ts <= rec.recorded_at {
             return None; // already in the stock level
         }
-        *it.sales.entry(ts).or_default() += quantity;
+        let sec = ts.div_euclid(SECOND);
+        *it.sales.entry(sec).or_default() += quantity;
         it.sold_since += quantity;
+        while let Some(e) = it.sales.first_entry() {
+            if *e.key() >= sec - HORIZON_SECS {
+                break;
+            }
+            let k = *e.key();
+            it.folded += e.remove();
+            it.folded_to = it.folded_to.max((k + 1) * SECOND - 1);
+        }
         Self::check(product, it, threshold, ts)
     }
 
@@ -121,21 +148,23 @@ impl Stock {
 mod tests {
     use super::*;
 
+    const S: i64 = SECOND;
+
     #[test]
     fn alerts_once_stays_silent_while_low_and_recovers_after_a_restock() {
         let mut s = Stock::default();
         let rec = StockRecord {
             stock_level: 15,
-            recorded_at: 100,
+            recorded_at: 100 * S,
         };
         assert_eq!(s.set_record(7, rec, 10), None);
         // A sale before the stock was recorded is already in it.
-        assert_eq!(s.sale(7, 4, 90, 10), None);
-        assert_eq!(s.sale(7, 3, 101, 10), None); // 12
-        let a = s.sale(7, 3, 102, 10).unwrap(); // 9 < 10
+        assert_eq!(s.sale(7, 4, 90 * S, 10), None);
+        assert_eq!(s.sale(7, 3, 101 * S, 10), None); // 12
+        let a = s.sale(7, 3, 102 * S, 10).unwrap(); // 9 < 10
         assert!(a.low);
-        assert_eq!((a.updated_stock, a.sold_since, a.at), (9, 6, 102));
-        assert_eq!(s.sale(7, 5, 103, 10), None, "silent while low"); // 4
+        assert_eq!((a.updated_stock, a.sold_since, a.at), (9, 6, 102 * S));
+        assert_eq!(s.sale(7, 5, 103 * S, 10), None, "silent while low"); // 4
         assert_eq!(s.updated_stock(7), Some(4));
         // Restock recorded at 102: the sale at 103 happened after it and still counts.
         let r = s
@@ -143,7 +172,7 @@ mod tests {
                 7,
                 StockRecord {
                     stock_level: 50,
-                    recorded_at: 102,
+                    recorded_at: 102 * S,
                 },
                 10,
             )
@@ -157,27 +186,27 @@ mod tests {
                 7,
                 StockRecord {
                     stock_level: 50,
-                    recorded_at: 102
+                    recorded_at: 102 * S
                 },
                 10
             ),
             None
         );
         // A restock that is still low: no new alert, no recovery.
-        assert!(s.sale(7, 40, 200, 10).unwrap().low); // 5
+        assert!(s.sale(7, 40, 200 * S, 10).unwrap().low); // 5
         assert_eq!(
             s.set_record(
                 7,
                 StockRecord {
                     stock_level: 8,
-                    recorded_at: 300
+                    recorded_at: 300 * S
                 },
                 10
             ),
             None
         );
         // Untracked product: nothing.
-        assert_eq!(s.sale(8, 100, 500, 10), None);
+        assert_eq!(s.sale(8, 100, 500 * S, 10), None);
     }
 
     #[test]
@@ -194,5 +223,42 @@ mod tests {
             )
             .unwrap();
         assert!(a.low && a.at == 10 && a.threshold == 5);
+    }
+
+    #[test]
+    fn old_sales_are_folded_and_a_newer_row_drops_them() {
+        let mut s = Stock::default();
+        let day = HORIZON_SECS * S;
+        s.set_record(
+            1,
+            StockRecord {
+                stock_level: 1000,
+                recorded_at: 0,
+            },
+            10,
+        );
+        s.sale(1, 5, S, 10);
+        s.sale(1, 7, 2 * day, 10); // folds the first sale
+        assert_eq!(s.updated_stock(1), Some(988));
+        // A row older than the folded sales keeps them (underestimates, never over).
+        s.set_record(
+            1,
+            StockRecord {
+                stock_level: 1000,
+                recorded_at: S / 2,
+            },
+            10,
+        );
+        assert_eq!(s.updated_stock(1), Some(988));
+        // A row after them drops them; the newer sale stays.
+        s.set_record(
+            1,
+            StockRecord {
+                stock_level: 1000,
+                recorded_at: day,
+            },
+            10,
+        );
+        assert_eq!(s.updated_stock(1), Some(993));
     }
 }

@@ -275,6 +275,8 @@ fn low_stock_alerts_fire_once_and_recover(backend: Backend) {
         )],
     );
     env.jobs(&["init"]);
+    // No customer_data table at all: reported, and every sale counts as segment unknown.
+    env.sql("DROP TABLE customer_data");
     let run = || {
         env.jobs(&["ingest", "--once"]);
         let out = env
@@ -309,6 +311,23 @@ fn low_stock_alerts_fire_once_and_recover(backend: Backend) {
         "{stderr}"
     );
     assert!(stderr.contains("2: stock_level is NULL"), "{stderr}");
+    assert!(stderr.contains("Cannot read customer_data"), "{stderr}");
+    let segments = outputs(
+        &env,
+        &env.lake(),
+        &format!("{}-stream", env.id),
+        &env.db_url,
+    )["topics"]["segments"]
+        .clone();
+    assert!(
+        !segments.as_array().unwrap().is_empty()
+            && segments
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r[2] == "unknown"),
+        "{segments}"
+    );
     let low = json!(["low", 1, 15, 6, 9, 10, "2026-11-20 13:10:00+00:00"]);
     assert_eq!(alerts(&env), vec![low.clone()]);
 

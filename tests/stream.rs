@@ -228,7 +228,9 @@ fn late_events_and_bad_messages_keep_the_invariant() {
 
 /// A fresh env with ORDERS generated sales ingested, and a crash-free reference run of the
 /// stream in its own group (`<id>-clean`) and lake (`<lake>-clean`).
-fn clean_reference_run(orders: &str, seed: &str) -> Env {
+/// Generates and ingests a shop, then streams it once without crashing (group `<id>-clean`,
+/// lake `<lake>-clean`, SQL outputs into `clean_sql`, or a SQLite file).
+fn clean_reference_run(orders: &str, seed: &str, clean_sql: Option<&str>) -> Env {
     let env = Env::new(Backend::Sqlite);
     env.jobs(&["init"]);
     env.jobs(&[
@@ -258,7 +260,10 @@ fn clean_reference_run(orders: &str, seed: &str) -> Env {
             ),
             (
                 "roll_interval = \"1s\"",
-                &format!("roll_interval = \"1s\"\nsql_url = \"{}\"", clean_sql(&env)),
+                &format!(
+                    "roll_interval = \"1s\"\nsql_url = \"{}\"",
+                    clean_sql.map_or_else(|| sqlite_outputs(&env), str::to_string)
+                ),
             ),
         ],
     );
@@ -270,14 +275,15 @@ fn clean_reference_run(orders: &str, seed: &str) -> Env {
     env
 }
 
-/// The SQL database of the crash-free run's dashboard and top-N tables.
-fn clean_sql(env: &Env) -> String {
+/// A SQLite database for a run's dashboard and top-N tables.
+fn sqlite_outputs(env: &Env) -> String {
     format!("sqlite://{}", env.dir.join("clean-outputs.db").display())
 }
 
 /// The `<id>-stream` group's lake tables, window messages and business outputs (topics,
-/// lake, SQL, Redis) equal the clean run's: no loss, no duplicate.
-fn assert_equal_to_clean_run(env: &Env, raw_rows: usize) {
+/// lake, SQL in `run_sql`, Redis) equal the clean run's (SQL in `clean_sql`): no loss, no
+/// duplicate.
+fn assert_equal_to_clean_run(env: &Env, raw_rows: usize, clean_sql: &str, run_sql: &str) {
     let business = |lake: &str, group: &str, sql: &str| {
         python(&[
             "tests/py/outputs_check.py",
@@ -290,14 +296,17 @@ fn assert_equal_to_clean_run(env: &Env, raw_rows: usize) {
             "redis://127.0.0.1:6379",
         ])
     };
-    let a = business(&format!("{}-clean", env.lake()), "clean", &clean_sql(env));
-    let b = business(&env.lake(), "stream", &env.db_url);
+    let a = business(&format!("{}-clean", env.lake()), "clean", clean_sql);
+    let b = business(&env.lake(), "stream", run_sql);
     assert!(
         !a["topics"]["top"].as_array().unwrap().is_empty()
             && !a["sql"]["sales_by_country"].as_array().unwrap().is_empty()
             && !a["redis"].as_object().unwrap().is_empty(),
         "the clean run wrote business outputs: {a}"
     );
+    for t in ["sales_by_country", "sales_by_card_type", "top_products"] {
+        assert_ne!(a["sql"][t][0][0], "error", "{t}: {}", a["sql"][t]);
+    }
     for part in ["lake", "sql", "redis"] {
         for (k, v) in a[part].as_object().unwrap() {
             assert!(
@@ -351,7 +360,11 @@ fn assert_equal_to_clean_run(env: &Env, raw_rows: usize) {
 
 #[test]
 fn kill_9_loop_ends_equal_to_a_crash_free_run() {
-    let env = clean_reference_run("60000", "11");
+    // SQL outputs on both server dialects: the crash-free run's in PostgreSQL, the crashed
+    // runs' in MariaDB; they must hold the same rows.
+    let pg = Env::new(Backend::Postgres);
+    let maria = Env::new(Backend::MariaDb);
+    let env = clean_reference_run("60000", "11", Some(&pg.db_url));
     // The same input, killed with SIGKILL at 10+ random moments; small files so kills land
     // in every phase of a flush.
     // A killed member holds its group for the session timeout: keep it short here.
@@ -365,6 +378,10 @@ fn kill_9_loop_ends_equal_to_a_crash_free_run() {
             (
                 "\"session.timeout.ms\" = \"6000\"",
                 "\"session.timeout.ms\" = \"1500\"\n\"heartbeat.interval.ms\" = \"300\"",
+            ),
+            (
+                "redis_url = ",
+                &format!("sql_url = \"{}\"\nredis_url = ", maria.db_url),
             ),
         ],
     );
@@ -443,12 +460,12 @@ fn kill_9_loop_ends_equal_to_a_crash_free_run() {
         "the final run consumed everything again: {stdout}"
     );
 
-    assert_equal_to_clean_run(&env, 60_000);
+    assert_equal_to_clean_run(&env, 60_000, &pg.db_url, &maria.db_url);
 }
 
 #[test]
 fn two_processes_one_killed_halfway_union_is_exact() {
-    let env = clean_reference_run("40000", "21");
+    let env = clean_reference_run("40000", "21", None);
     let pair = env.config_with(
         "pair.toml",
         &[
@@ -495,7 +512,7 @@ fn two_processes_one_killed_halfway_union_is_exact() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
-    assert_equal_to_clean_run(&env, 40_000);
+    assert_equal_to_clean_run(&env, 40_000, &sqlite_outputs(&env), &env.db_url);
 }
 
 /// Two product ids whose keys land in different partitions of a 3-partition topic.

@@ -87,7 +87,9 @@ impl Stock {
             _ => {}
         }
         // Seconds up to the new record's own are in its stock level.
-        it.sales = it.sales.split_off(&(rec.recorded_at.div_euclid(SECOND) + 1));
+        it.sales = it
+            .sales
+            .split_off(&(rec.recorded_at.div_euclid(SECOND) + 1));
         if rec.recorded_at >= it.folded_to {
             it.folded = 0;
         }

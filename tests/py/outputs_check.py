@@ -13,6 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlparse
 
+from stream_check import read_all  # noqa: E402 (tests/py is the script's folder)
+
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = {e["id"]: e["file"] for e in json.loads((ROOT / "data/avro/registry.json").read_text())["schemas"]}
 
@@ -46,25 +48,6 @@ def lake_part(lake):
             rows = []
         out[table] = [[s(v) for v in r] for r in rows]
     return out
-
-
-def read_all(brokers, topic):
-    from confluent_kafka import Consumer, TopicPartition
-    from confluent_kafka.admin import AdminClient
-    parts = list(AdminClient({"bootstrap.servers": brokers}).list_topics(topic, timeout=10).topics[topic].partitions)
-    c = Consumer({"bootstrap.servers": brokers, "group.id": "outputs-check", "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, p, -2) for p in parts])
-    eof, msgs = set(), []
-    while len(eof) < len(parts):
-        m = c.poll(10)
-        if m is None:
-            raise SystemExit(f"timeout reading {topic}")
-        if m.error():
-            eof.add(m.partition())
-            continue
-        msgs.append(m)
-    c.close()
-    return msgs
 
 
 def decode(v):

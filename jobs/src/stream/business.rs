@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Decimal128Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, Schema};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::outputs::{AggCols, ProductCols, ts_field};
 use super::stock::Alert;
 use super::top::Metric;
 use super::totals::Total;
@@ -302,22 +303,6 @@ pub fn segment_value(
     }
 }
 
-fn ts_field(name: &str) -> Field {
-    Field::new(
-        name,
-        DataType::Timestamp(TimeUnit::Microsecond, None),
-        false,
-    )
-}
-
-fn dec(mut b: Decimal128Builder) -> Result<ArrayRef> {
-    Ok(Arc::new(
-        b.finish()
-            .with_precision_and_scale(18, 2)
-            .map_err(|e| Error::Internal(e.to_string()))?,
-    ))
-}
-
 fn batch(fields: Vec<Field>, cols: Vec<ArrayRef>) -> Result<RecordBatch> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
         .map_err(|e| Error::Internal(format!("arrow batch: {e}")))
@@ -378,30 +363,15 @@ pub fn label_files(
             TimestampMicrosecondBuilder::with_capacity(n),
         );
         let (mut spec, mut label) = (StringBuilder::new(), StringBuilder::new());
-        let mut pid = Int64Builder::with_capacity(n);
-        let (mut name, mut brand, mut cat) = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let (mut qty, mut orders) = (
-            Int64Builder::with_capacity(n),
-            Int64Builder::with_capacity(n),
-        );
-        let mut rev = Decimal128Builder::with_capacity(n);
+        let (mut product, mut agg) = (ProductCols::with_capacity(n), AggCols::with_capacity(n));
         let mut part = Int32Builder::with_capacity(n);
         for r in &rows {
             start.append_value(r.start);
             end.append_value(r.end);
             spec.append_value(&specs[r.spec].name);
             label.append_value(&r.label);
-            pid.append_value(r.product_id());
-            name.append_value(&r.info.name);
-            brand.append_value(&r.info.brand);
-            cat.append_value(&r.info.category);
-            qty.append_value(r.agg.quantity);
-            rev.append_value(i128::from(r.agg.revenue_cents));
-            orders.append_value(r.agg.orders);
+            product.push(r.product_id(), &r.info);
+            agg.push(&r.agg);
             part.append_value(partition);
         }
         let mut fields = vec![
@@ -417,31 +387,13 @@ pub fn label_files(
             Arc::new(label.finish()),
         ];
         if with_product {
-            fields.extend([
-                Field::new("product_id", DataType::Int64, false),
-                Field::new("product_name", DataType::Utf8, false),
-                Field::new("brand", DataType::Utf8, false),
-                Field::new("product_category", DataType::Utf8, false),
-            ]);
-            cols.extend([
-                Arc::new(pid.finish()) as ArrayRef,
-                Arc::new(name.finish()),
-                Arc::new(brand.finish()),
-                Arc::new(cat.finish()),
-            ]);
+            fields.extend(ProductCols::fields());
+            cols.extend(product.finish());
         }
-        fields.extend([
-            Field::new("total_quantity_sold", DataType::Int64, false),
-            Field::new("total_revenue", DataType::Decimal128(18, 2), false),
-            Field::new("order_count", DataType::Int64, false),
-            Field::new("source_partition", DataType::Int32, false),
-        ]);
-        cols.extend([
-            Arc::new(qty.finish()) as ArrayRef,
-            dec(rev)?,
-            Arc::new(orders.finish()),
-            Arc::new(part.finish()),
-        ]);
+        fields.extend(AggCols::fields());
+        cols.extend(agg.finish()?);
+        fields.push(Field::new("source_partition", DataType::Int32, false));
+        cols.push(Arc::new(part.finish()));
         out.insert(dir, batch(fields, cols)?);
     }
     Ok(out)
@@ -473,58 +425,32 @@ pub fn top_files(lists: &[TopList<'_>]) -> Result<BTreeMap<String, RecordBatch>>
             Int32Builder::with_capacity(n),
             Int32Builder::with_capacity(n),
         );
-        let mut pid = Int64Builder::with_capacity(n);
-        let (mut name, mut brand, mut cat) = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let (mut qty, mut orders) = (
-            Int64Builder::with_capacity(n),
-            Int64Builder::with_capacity(n),
-        );
-        let mut rev = Decimal128Builder::with_capacity(n);
+        let (mut product, mut agg) = (ProductCols::with_capacity(n), AggCols::with_capacity(n));
         for (l, rk, r) in &rows {
             start.append_value(l.start);
             end.append_value(l.end);
             rank.append_value(*rk as i32);
             part.append_value(l.partition);
-            pid.append_value(r.product_id());
-            name.append_value(&r.info.name);
-            brand.append_value(&r.info.brand);
-            cat.append_value(&r.info.category);
-            qty.append_value(r.agg.quantity);
-            rev.append_value(i128::from(r.agg.revenue_cents));
-            orders.append_value(r.agg.orders);
+            product.push(r.product_id(), &r.info);
+            agg.push(&r.agg);
         }
-        let b = batch(
-            vec![
-                ts_field("window_start"),
-                ts_field("window_end"),
-                Field::new("partition_rank", DataType::Int32, false),
-                Field::new("source_partition", DataType::Int32, false),
-                Field::new("product_id", DataType::Int64, false),
-                Field::new("product_name", DataType::Utf8, false),
-                Field::new("brand", DataType::Utf8, false),
-                Field::new("product_category", DataType::Utf8, false),
-                Field::new("total_quantity_sold", DataType::Int64, false),
-                Field::new("total_revenue", DataType::Decimal128(18, 2), false),
-                Field::new("order_count", DataType::Int64, false),
-            ],
-            vec![
-                Arc::new(start.finish()),
-                Arc::new(end.finish()),
-                Arc::new(rank.finish()),
-                Arc::new(part.finish()),
-                Arc::new(pid.finish()),
-                Arc::new(name.finish()),
-                Arc::new(brand.finish()),
-                Arc::new(cat.finish()),
-                Arc::new(qty.finish()),
-                dec(rev)?,
-                Arc::new(orders.finish()),
-            ],
-        )?;
+        let mut fields = vec![
+            ts_field("window_start"),
+            ts_field("window_end"),
+            Field::new("partition_rank", DataType::Int32, false),
+            Field::new("source_partition", DataType::Int32, false),
+        ];
+        fields.extend(ProductCols::fields());
+        fields.extend(AggCols::fields());
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(start.finish()),
+            Arc::new(end.finish()),
+            Arc::new(rank.finish()),
+            Arc::new(part.finish()),
+        ];
+        cols.extend(product.finish());
+        cols.extend(agg.finish()?);
+        let b = batch(fields, cols)?;
         out.insert(dir, b);
     }
     Ok(out)
@@ -533,62 +459,35 @@ pub fn top_files(lists: &[TopList<'_>]) -> Result<BTreeMap<String, RecordBatch>>
 /// The `sales_totals` snapshot of one source partition's products.
 pub fn totals_batch(
     rows: &[(i64, Total)],
-    product: impl Fn(i64) -> Option<Arc<ProductInfo>>,
+    product_info: impl Fn(i64) -> Option<Arc<ProductInfo>>,
     partition: i32,
     as_of_offset: i64,
 ) -> Result<RecordBatch> {
     let n = rows.len();
-    let mut pid = Int64Builder::with_capacity(n);
-    let (mut name, mut brand, mut cat) = (
-        StringBuilder::new(),
-        StringBuilder::new(),
-        StringBuilder::new(),
-    );
-    let (mut qty, mut orders, mut off) = (
-        Int64Builder::with_capacity(n),
-        Int64Builder::with_capacity(n),
-        Int64Builder::with_capacity(n),
-    );
-    let mut rev = Decimal128Builder::with_capacity(n);
+    let (mut product, mut agg) = (ProductCols::with_capacity(n), AggCols::with_capacity(n));
     let mut last = TimestampMicrosecondBuilder::with_capacity(n);
     let mut part = Int32Builder::with_capacity(n);
+    let mut off = Int64Builder::with_capacity(n);
     for (p, t) in rows {
-        let info = product(*p).unwrap_or_default();
-        pid.append_value(*p);
-        name.append_value(&info.name);
-        brand.append_value(&info.brand);
-        cat.append_value(&info.category);
-        qty.append_value(t.agg.quantity);
-        rev.append_value(i128::from(t.agg.revenue_cents));
-        orders.append_value(t.agg.orders);
+        product.push(*p, &product_info(*p).unwrap_or_default());
+        agg.push(&t.agg);
         last.append_value(t.last_event);
         part.append_value(partition);
         off.append_value(as_of_offset);
     }
-    batch(
-        vec![
-            Field::new("product_id", DataType::Int64, false),
-            Field::new("product_name", DataType::Utf8, false),
-            Field::new("brand", DataType::Utf8, false),
-            Field::new("product_category", DataType::Utf8, false),
-            Field::new("total_quantity_sold", DataType::Int64, false),
-            Field::new("total_revenue", DataType::Decimal128(18, 2), false),
-            Field::new("order_count", DataType::Int64, false),
-            ts_field("last_event_time"),
-            Field::new("source_partition", DataType::Int32, false),
-            Field::new("as_of_offset", DataType::Int64, false),
-        ],
-        vec![
-            Arc::new(pid.finish()),
-            Arc::new(name.finish()),
-            Arc::new(brand.finish()),
-            Arc::new(cat.finish()),
-            Arc::new(qty.finish()),
-            dec(rev)?,
-            Arc::new(orders.finish()),
-            Arc::new(last.finish()),
-            Arc::new(part.finish()),
-            Arc::new(off.finish()),
-        ],
-    )
+    let mut fields = ProductCols::fields();
+    fields.extend(AggCols::fields());
+    fields.extend([
+        ts_field("last_event_time"),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("as_of_offset", DataType::Int64, false),
+    ]);
+    let mut cols = product.finish();
+    cols.extend(agg.finish()?);
+    cols.extend([
+        Arc::new(last.finish()) as ArrayRef,
+        Arc::new(part.finish()),
+        Arc::new(off.finish()),
+    ]);
+    batch(fields, cols)
 }

@@ -12,7 +12,7 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, Datelike, Timelike};
 use serde_json::value::RawValue;
 
-use super::window::{ClosedWindow, WindowSpec};
+use super::window::{Agg, ClosedWindow, ProductInfo, WindowSpec};
 use crate::config::OutputFormat;
 use crate::io::avro::Writer;
 use crate::records::{ProductSale, format_cents, rfc3339_micros};
@@ -37,7 +37,7 @@ fn date(micros: i64) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
-fn ts_field(name: &str) -> Field {
+pub(crate) fn ts_field(name: &str) -> Field {
     // Naive (no time zone) microsecond timestamps holding UTC: DuckDB reads TIMESTAMP.
     Field::new(
         name,
@@ -48,18 +48,14 @@ fn ts_field(name: &str) -> Field {
 
 /// The `sales_windows` schema.
 pub fn windows_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
+    let mut f = vec![
         ts_field("window_start"),
         ts_field("window_end"),
         Field::new("window_spec", DataType::Utf8, false),
-        Field::new("product_id", DataType::Int64, false),
-        Field::new("product_name", DataType::Utf8, false),
-        Field::new("brand", DataType::Utf8, false),
-        Field::new("product_category", DataType::Utf8, false),
-        Field::new("total_quantity_sold", DataType::Int64, false),
-        Field::new("total_revenue", DataType::Decimal128(18, 2), false),
-        Field::new("order_count", DataType::Int64, false),
-    ]))
+    ];
+    f.extend(ProductCols::fields());
+    f.extend(AggCols::fields());
+    Arc::new(Schema::new(f))
 }
 
 /// The `sales_raw` (and, with `watermark`, `late_sales`) schema.
@@ -98,6 +94,84 @@ fn dec(b: Decimal128Builder, p: u8, s: i8) -> Result<ArrayRef> {
     ))
 }
 
+/// The product columns of every product table: `product_id`, `product_name`, `brand`,
+/// `product_category`.
+pub(crate) struct ProductCols {
+    id: Int64Builder,
+    name: StringBuilder,
+    brand: StringBuilder,
+    category: StringBuilder,
+}
+
+impl ProductCols {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        ProductCols {
+            id: Int64Builder::with_capacity(n),
+            name: StringBuilder::new(),
+            brand: StringBuilder::new(),
+            category: StringBuilder::new(),
+        }
+    }
+    pub(crate) fn push(&mut self, id: i64, p: &ProductInfo) {
+        self.id.append_value(id);
+        self.name.append_value(&p.name);
+        self.brand.append_value(&p.brand);
+        self.category.append_value(&p.category);
+    }
+    pub(crate) fn fields() -> Vec<Field> {
+        vec![
+            Field::new("product_id", DataType::Int64, false),
+            Field::new("product_name", DataType::Utf8, false),
+            Field::new("brand", DataType::Utf8, false),
+            Field::new("product_category", DataType::Utf8, false),
+        ]
+    }
+    pub(crate) fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.id.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.brand.finish()),
+            Arc::new(self.category.finish()),
+        ]
+    }
+}
+
+/// The aggregate columns: `total_quantity_sold`, `total_revenue` DECIMAL(18,2), `order_count`.
+pub(crate) struct AggCols {
+    quantity: Int64Builder,
+    revenue: Decimal128Builder,
+    orders: Int64Builder,
+}
+
+impl AggCols {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        AggCols {
+            quantity: Int64Builder::with_capacity(n),
+            revenue: Decimal128Builder::with_capacity(n),
+            orders: Int64Builder::with_capacity(n),
+        }
+    }
+    pub(crate) fn push(&mut self, a: &Agg) {
+        self.quantity.append_value(a.quantity);
+        self.revenue.append_value(i128::from(a.revenue_cents));
+        self.orders.append_value(a.orders);
+    }
+    pub(crate) fn fields() -> Vec<Field> {
+        vec![
+            Field::new("total_quantity_sold", DataType::Int64, false),
+            Field::new("total_revenue", DataType::Decimal128(18, 2), false),
+            Field::new("order_count", DataType::Int64, false),
+        ]
+    }
+    pub(crate) fn finish(mut self) -> Result<Vec<ArrayRef>> {
+        Ok(vec![
+            Arc::new(self.quantity.finish()),
+            dec(self.revenue, 18, 2)?,
+            Arc::new(self.orders.finish()),
+        ])
+    }
+}
+
 /// Closed windows grouped by their Hive folder, `sales_windows/window=../date=../hour=..`.
 pub fn window_files(
     specs: &[WindowSpec],
@@ -122,45 +196,22 @@ pub fn window_files(
             TimestampMicrosecondBuilder::with_capacity(n),
         );
         let mut spec = StringBuilder::new();
-        let mut pid = Int64Builder::with_capacity(n);
-        let (mut name, mut brand, mut cat) = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let (mut qty, mut orders) = (
-            Int64Builder::with_capacity(n),
-            Int64Builder::with_capacity(n),
-        );
-        let mut rev = Decimal128Builder::with_capacity(n);
+        let (mut product, mut agg) = (ProductCols::with_capacity(n), AggCols::with_capacity(n));
         for r in rows {
             start.append_value(r.start);
             end.append_value(r.end);
             spec.append_value(&specs[r.spec].name);
-            pid.append_value(r.product_id());
-            name.append_value(&r.info.name);
-            brand.append_value(&r.info.brand);
-            cat.append_value(&r.info.category);
-            qty.append_value(r.agg.quantity);
-            rev.append_value(i128::from(r.agg.revenue_cents));
-            orders.append_value(r.agg.orders);
+            product.push(r.product_id(), &r.info);
+            agg.push(&r.agg);
         }
-        let b = batch(
-            windows_schema(),
-            vec![
-                Arc::new(start.finish()),
-                Arc::new(end.finish()),
-                Arc::new(spec.finish()),
-                Arc::new(pid.finish()),
-                Arc::new(name.finish()),
-                Arc::new(brand.finish()),
-                Arc::new(cat.finish()),
-                Arc::new(qty.finish()),
-                dec(rev, 18, 2)?,
-                Arc::new(orders.finish()),
-            ],
-        )?;
-        out.insert(dir, b);
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(start.finish()),
+            Arc::new(end.finish()),
+            Arc::new(spec.finish()),
+        ];
+        cols.extend(product.finish());
+        cols.extend(agg.finish()?);
+        out.insert(dir, batch(windows_schema(), cols)?);
     }
     Ok(out)
 }

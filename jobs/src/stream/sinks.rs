@@ -8,12 +8,44 @@ use redis::aio::MultiplexedConnection;
 
 use super::business::TopList;
 use super::window::ClosedWindow;
-use crate::io::db::Db;
+use crate::io::db::{Db, Dialect};
 use crate::records::{format_cents, format_micros, rfc3339_secs};
 use crate::{Error, Result};
 
 /// Rows per multi-row upsert statement (well under every dialect's placeholder limit).
 const CHUNK: usize = 500;
+
+/// How a bound value is written into SQL.
+#[derive(Clone, Copy)]
+enum Param {
+    Plain,
+    /// A timestamp bound as canonical text.
+    Time,
+    /// Money bound as exact decimal text.
+    Money,
+}
+
+/// `(p1, p2, ..), (..)`: the placeholders of `rows` rows of `cols`.
+fn values(d: Dialect, rows: usize, cols: &[Param]) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for (i, c) in cols.iter().enumerate() {
+            n += 1;
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&match c {
+                Param::Plain => d.param(n),
+                Param::Time => d.ts_param(n),
+                Param::Money => d.money_param(n),
+            });
+        }
+        out.push(')');
+    }
+    out
+}
 
 /// The SQL output tables of `data/sql/outputs_*.sql`.
 pub struct SqlSink {
@@ -68,27 +100,15 @@ impl SqlSink {
             ("stream_sales_by_card_type", "card_type", cards),
         ] {
             for chunk in rows.chunks(CHUNK) {
+                use Param::{Money, Plain, Time};
                 let mut sql = format!(
                     "INSERT INTO {table} (window_spec, window_start, window_end, {col}, source_partition, total_quantity_sold, total_revenue, order_count) VALUES "
                 );
-                let mut i = 0;
-                for (k, _) in chunk.iter().enumerate() {
-                    if k > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!(
-                        "({}, {}, {}, {}, {}, {}, {}, {})",
-                        d.param(i + 1),
-                        d.ts_param(i + 2),
-                        d.ts_param(i + 3),
-                        d.param(i + 4),
-                        d.param(i + 5),
-                        d.param(i + 6),
-                        d.money_param(i + 7),
-                        d.param(i + 8)
-                    ));
-                    i += 8;
-                }
+                sql.push_str(&values(
+                    d,
+                    chunk.len(),
+                    &[Plain, Time, Time, Plain, Plain, Plain, Money, Plain],
+                ));
                 sql.push_str(&d.upsert_tail(
                     &["window_spec", "window_start", col, "source_partition"],
                     &[
@@ -121,29 +141,16 @@ impl SqlSink {
             .flat_map(|l| l.rows.iter().map(move |r| (l, *r)))
             .collect();
         for chunk in rows.chunks(CHUNK) {
+            use Param::{Money, Plain, Time};
             let mut sql = "INSERT INTO top_products (metric, window_spec, window_start, window_end, product_id, product_name, brand, product_category, total_quantity_sold, total_revenue, order_count, source_partition) VALUES ".to_string();
-            let mut i = 0;
-            for (k, _) in chunk.iter().enumerate() {
-                if k > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-                    d.param(i + 1),
-                    d.param(i + 2),
-                    d.ts_param(i + 3),
-                    d.ts_param(i + 4),
-                    d.param(i + 5),
-                    d.param(i + 6),
-                    d.param(i + 7),
-                    d.param(i + 8),
-                    d.param(i + 9),
-                    d.money_param(i + 10),
-                    d.param(i + 11),
-                    d.param(i + 12),
-                ));
-                i += 12;
-            }
+            sql.push_str(&values(
+                d,
+                chunk.len(),
+                &[
+                    Plain, Plain, Time, Time, Plain, Plain, Plain, Plain, Plain, Money, Plain,
+                    Plain,
+                ],
+            ));
             sql.push_str(&d.upsert_tail(
                 &["metric", "window_spec", "window_start", "product_id"],
                 &[

@@ -116,24 +116,26 @@ pub fn load(cfg: &Config, source: &str) -> Result<HashMap<String, TableState>> {
     let topic = &cfg.topics.ingest_state;
     let mut out = HashMap::new();
     let assignment = [(topic.clone(), 0, Offset::Beginning)];
-    kafka::read_to_end(
+    let records = kafka::read_to_end(
         &cfg.kafka,
         "jobs-ingest-recovery",
         &assignment,
         &format!("ingest state topic {topic}"),
         |m| {
-            let Some(payload) = m.payload() else { return };
+            let payload = m.payload()?;
             match serde_json::from_slice::<Record>(payload) {
-                Ok(rec) if rec.source == source => {
-                    out.insert(rec.table, rec.state);
-                }
-                Ok(_) => {}
+                Ok(rec) => Some(rec),
                 Err(e) => {
-                    tracing::warn!(message = "Ignoring an unreadable checkpoint.", topic = %topic, offset = m.offset(), error = %e)
+                    tracing::warn!(message = "Ignoring an unreadable checkpoint.", topic = %topic, offset = m.offset(), error = %e);
+                    None
                 }
             }
         },
     )?;
+    // In offset order: the newest checkpoint of each table wins.
+    for rec in records.into_iter().filter(|r| r.source == source) {
+        out.insert(rec.table, rec.state);
+    }
     Ok(out)
 }
 
@@ -158,15 +160,15 @@ pub fn scan_tails(
         }
     }
     let mut tails: HashMap<(String, i32), Tail> = HashMap::new();
-    let mut scanned = 0u64;
-    kafka::read_to_end(
+    let scanned = std::sync::atomic::AtomicU64::new(0);
+    let found = kafka::read_to_end(
         &cfg.kafka,
         "jobs-ingest-recovery",
         &assignment,
         "output partitions for recovery",
         |m| {
-            scanned += 1;
-            let Some(h) = m.headers() else { return };
+            scanned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let h = m.headers()?;
             let (mut src, mut tbl, mut pos) = (None, None, None);
             for hd in h.iter() {
                 let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
@@ -178,18 +180,19 @@ pub fn scan_tails(
                 }
             }
             if src != Some(source) || tbl != Some(table) {
-                return;
+                return None;
             }
-            let Some(pos) = pos else { return };
-            let t = tails
-                .entry((m.topic().to_string(), m.partition()))
-                .or_default();
-            match pos {
-                Position::Keyset(c) => t.keyset = Some(t.keyset.map_or(c, |x| x.max(c))),
-                Position::NullTs(id) => t.null_id = Some(t.null_id.map_or(id, |x| x.max(id))),
-            }
+            Some(((m.topic().to_string(), m.partition()), pos?))
         },
     )?;
+    let scanned = scanned.into_inner();
+    for (tp, pos) in found {
+        let t = tails.entry(tp).or_default();
+        match pos {
+            Position::Keyset(c) => t.keyset = Some(t.keyset.map_or(c, |x| x.max(c))),
+            Position::NullTs(id) => t.null_id = Some(t.null_id.map_or(id, |x| x.max(id))),
+        }
+    }
     if !tails.is_empty() {
         tracing::info!(
             message =

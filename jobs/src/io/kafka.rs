@@ -273,57 +273,89 @@ impl ClientContext for QuietContext {
 impl rdkafka::consumer::ConsumerContext for QuietContext {}
 
 /// Reads `assignment` (topic, partition, start offset) until every partition reports its
-/// end, calling `f` per message. Blocking.
-pub fn read_to_end(
+/// end, keeping what `f` makes of each message: in topic order, and in offset order within a
+/// partition. Blocking.
+///
+/// End-of-partition events name the partition but not the topic, so each topic is read by a
+/// consumer of its own; the topics are read in parallel (an empty partition's end takes a
+/// fetch round trip or more, so one topic after another adds up on recovery).
+pub fn read_to_end<T: Send>(
     cfg: &KafkaConfig,
     group: &str,
     assignment: &[(String, i32, Offset)],
     what: &str,
-    mut f: impl FnMut(&BorrowedMessage<'_>),
-) -> Result<()> {
-    // End-of-partition events name the partition but not the topic: one topic at a time,
-    // on one consumer (re-assigned, so the connection is reused).
-    let consumer = scan_consumer(cfg, group)?;
+    f: impl Fn(&BorrowedMessage<'_>) -> Option<T> + Sync,
+) -> Result<Vec<T>> {
     let mut topics: Vec<&str> = assignment.iter().map(|a| a.0.as_str()).collect();
     topics.dedup();
-    for topic in topics {
-        let parts: Vec<&(String, i32, Offset)> =
-            assignment.iter().filter(|a| a.0 == topic).collect();
-        let mut tpl = TopicPartitionList::new();
-        for (t, p, o) in &parts {
-            tpl.add_partition_offset(t, *p, *o)
-                .map_err(err(cfg, format!("assign {what}")))?;
-        }
-        consumer
-            .assign(&tpl)
+    let f = &f;
+    let results: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = topics
+            .iter()
+            .map(|topic| {
+                let parts: Vec<&(String, i32, Offset)> =
+                    assignment.iter().filter(|a| a.0 == *topic).collect();
+                scope.spawn(move || read_topic_to_end(cfg, group, topic, &parts, what, f))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Internal(format!("reader of {what} panicked"))))
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+fn read_topic_to_end<T>(
+    cfg: &KafkaConfig,
+    group: &str,
+    topic: &str,
+    parts: &[&(String, i32, Offset)],
+    what: &str,
+    f: &(impl Fn(&BorrowedMessage<'_>) -> Option<T> + Sync),
+) -> Result<Vec<T>> {
+    let consumer = scan_consumer(cfg, group)?;
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in parts {
+        tpl.add_partition_offset(t, *p, *o)
             .map_err(err(cfg, format!("assign {what}")))?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut eof = std::collections::HashSet::new();
-        while eof.len() < parts.len() {
-            if Instant::now() > deadline {
-                return Err(Error::Kafka {
-                    brokers: cfg.brokers.clone(),
-                    what: format!("read {what} ({topic}) to its end within 120 s"),
-                    source: KafkaError::NoMessageReceived,
-                });
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(err(cfg, format!("assign {what}")))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut eof = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while eof.len() < parts.len() {
+        if Instant::now() > deadline {
+            return Err(Error::Kafka {
+                brokers: cfg.brokers.clone(),
+                what: format!("read {what} ({topic}) to its end within 120 s"),
+                source: KafkaError::NoMessageReceived,
+            });
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
             }
-            match consumer.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    eof.insert(p);
-                }
-                Some(Err(e)) => {
-                    return Err(err(
-                        cfg,
-                        format!("read {what} from {topic} (does it exist? run `jobs init`)"),
-                    )(e));
-                }
-                Some(Ok(m)) if m.topic() == topic => f(&m),
-                Some(Ok(_)) => {} // still in flight from the previous topic's assignment
+            Some(Err(e)) => {
+                return Err(err(
+                    cfg,
+                    format!("read {what} from {topic} (does it exist? run `jobs init`)"),
+                )(e));
             }
+            Some(Ok(m)) => out.extend(f(&m)),
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Partition count of each topic; an error naming the first one that does not exist.

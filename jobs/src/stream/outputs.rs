@@ -222,18 +222,17 @@ pub fn sales_files(
     rows: &[SourcedSale],
     late: bool,
 ) -> Result<BTreeMap<String, RecordBatch>> {
-    let mut groups: BTreeMap<String, Vec<&SourcedSale>> = BTreeMap::new();
+    // Group by day number first: formatting a path per row costs more than the row.
+    const DAY: i64 = 86_400_000_000;
+    let mut days: BTreeMap<i64, Vec<&SourcedSale>> = BTreeMap::new();
     for r in rows {
-        groups
-            .entry(format!(
-                "{table}/date={}",
-                date(r.sale.transaction_date_micros)
-            ))
+        days.entry(r.sale.transaction_date_micros.div_euclid(DAY))
             .or_default()
             .push(r);
     }
     let mut out = BTreeMap::new();
-    for (dir, rows) in groups {
+    for (day, rows) in days {
+        let dir = format!("{table}/date={}", date(day * DAY));
         let n = rows.len();
         let (mut tid, mut pid, mut cust, mut off) = (
             Int64Builder::with_capacity(n),

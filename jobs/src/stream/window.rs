@@ -12,11 +12,56 @@
 //!   input (`flush_all`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::records::ProductSale;
+
+/// FxHash's multiply-rotate hasher, for the core's maps of small integer keys (one lookup per
+/// window per event). The keys are our own ids, so SipHash's flood resistance buys nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        let mut w = [0u8; 8];
+        let rest = chunks.remainder();
+        w[..rest.len()].copy_from_slice(rest);
+        self.write_u64(u64::from_le_bytes(w) ^ rest.len() as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+    fn write_isize(&mut self, i: isize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with [`FastHasher`].
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// A window shape: tumbling when `slide == size`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,8 +224,8 @@ pub struct Windows {
     /// Everything up to here was emitted (the watermark at the last `advance`).
     emitted_to: i64,
     /// Open windows by (end, spec, start) -> group -> aggregate.
-    open: BTreeMap<(i64, usize, i64), HashMap<GroupKey, Agg>>,
-    products: HashMap<i64, Arc<ProductInfo>>,
+    open: BTreeMap<(i64, usize, i64), FastMap<GroupKey, Agg>>,
+    products: FastMap<i64, Arc<ProductInfo>>,
     labels: Labels,
 }
 
@@ -188,7 +233,7 @@ pub struct Windows {
 #[derive(Debug, Clone, Default)]
 struct Labels {
     names: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, u32>,
+    ids: FastMap<Arc<str>, u32>,
 }
 
 impl Labels {
@@ -239,7 +284,7 @@ impl Windows {
             max_ts: None,
             emitted_to: i64::MIN,
             open: BTreeMap::new(),
-            products: HashMap::new(),
+            products: FastMap::default(),
             labels: Labels::default(),
         }
     }
@@ -274,8 +319,10 @@ impl Windows {
             return Outcome::Late { watermark: wm };
         }
         self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
-        if !self.products.contains_key(&s.product_id)
-            || self.products[&s.product_id].name != s.product_name
+        if self
+            .products
+            .get(&s.product_id)
+            .is_none_or(|p| p.name != s.product_name)
         {
             self.products.insert(
                 s.product_id,

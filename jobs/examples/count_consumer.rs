@@ -1,7 +1,8 @@
 //! The consume limit, for benchmarks: a bare rdkafka consumer that reads every partition of
 //! TOPIC from the beginning to its end and only counts. Prints `consumed N msgs in S s = R msgs/s`.
 //!
-//! `cargo run --release --example count_consumer -- BROKERS TOPIC PARTITIONS`
+//! `cargo run --release --example count_consumer -- BROKERS TOPIC PARTITIONS [KEY=VALUE ...]`
+//! (extra librdkafka properties, e.g. the fetch sizes `jobs stream` uses).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -12,16 +13,22 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, brokers, topic, partitions] = args.as_slice() else {
-        anyhow::bail!("usage: count_consumer BROKERS TOPIC PARTITIONS");
+    let [_, brokers, topic, partitions, props @ ..] = args.as_slice() else {
+        anyhow::bail!("usage: count_consumer BROKERS TOPIC PARTITIONS [KEY=VALUE ...]");
     };
     let partitions: i32 = partitions.parse()?;
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
         .set("group.id", "bench-count")
         .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .create()?;
+        .set("enable.auto.commit", "false");
+    for p in props {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{p}: expected KEY=VALUE"))?;
+        cfg.set(k, v);
+    }
+    let c: BaseConsumer = cfg.create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;

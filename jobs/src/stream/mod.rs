@@ -256,8 +256,17 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .set("statistics.interval.ms", "5000");
-    if !cfg.kafka.properties.contains_key("session.timeout.ms") {
-        c.set("session.timeout.ms", "10000");
+    // Defaults the user's `kafka.properties` may override: a deeper prefetch keeps the broker
+    // busy while a flush holds the loop (measured: 2M events 14.2 s -> 11.6 s on the local
+    // broker; a bare consumer gains nothing, it is broker-bound).
+    for (k, v) in [
+        ("session.timeout.ms", "10000"),
+        ("max.partition.fetch.bytes", "8388608"),
+        ("queued.min.messages", "500000"),
+    ] {
+        if !cfg.kafka.properties.contains_key(k) {
+            c.set(k, v);
+        }
     }
     let consumer: StreamConsumer<StreamContext> = c
         .create_with_context(ctx)

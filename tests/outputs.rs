@@ -251,6 +251,82 @@ fn business_outputs_are_exact_on_postgres() {
     business_outputs_are_exact(Backend::Postgres);
 }
 
+#[test]
+fn json_outputs_carry_the_same_numbers() {
+    let env = Env::new(Backend::Sqlite);
+    let cfg = env.config_with(
+        "json.toml",
+        &[(
+            "roll_interval = \"1s\"",
+            "roll_interval = \"1s\"\nwindows = [\"1h\"]\ntop_window = \"1h\"\ntop_n = 4\noutput_format = \"json\"",
+        )],
+    );
+    env.jobs(&["init"]);
+    crafted(&env);
+    env.jobs(&["ingest", "--once"]);
+    let out = env
+        .cmd_with(&cfg, &["stream", "--until-idle"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let topic = |name: &str| -> Vec<Value> {
+        python(&[
+            "tests/py/outputs_check.py",
+            "json-topic",
+            common::BROKERS,
+            &env.topic(name),
+            &format!("{}-stream", env.id),
+        ])
+        .as_array()
+        .unwrap()
+        .clone()
+    };
+    // Totals: the newest per product; money as an exact JSON number.
+    let mut last = std::collections::BTreeMap::new();
+    for v in topic("totals") {
+        last.insert(v["product_id"].as_i64().unwrap(), v);
+    }
+    let dell = &last[&1];
+    assert_eq!(
+        (
+            dell["total_quantity_sold"].as_i64(),
+            dell["total_revenue"].as_str(),
+            dell["order_count"].as_i64(),
+            dell["last_event_time"].as_str()
+        ),
+        (
+            Some(3),
+            Some("1500.00"),
+            Some(2),
+            Some("2026-11-20T13:30:00.000000Z")
+        )
+    );
+    assert_eq!(last.len(), 6);
+    // Top lists: merged over partitions, the same ranking as the Avro path.
+    let mut by_quantity: Vec<(i64, i64, f64)> = topic("top")
+        .iter()
+        .filter(|l| l["metric"] == "quantity" && l["window_start"] == "2026-11-20T13:00:00.000000Z")
+        .flat_map(|l| l["products"].as_array().unwrap().clone())
+        .map(|p| {
+            (
+                p["product_id"].as_i64().unwrap(),
+                p["total_quantity_sold"].as_i64().unwrap(),
+                p["total_revenue"].as_str().unwrap().parse::<f64>().unwrap(),
+            )
+        })
+        .collect();
+    by_quantity.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.total_cmp(&a.2)).then(a.0.cmp(&b.0)));
+    let ids: Vec<i64> = by_quantity.iter().take(4).map(|p| p.0).collect();
+    assert_eq!(ids, vec![5, 2, 1, 4]);
+    let segments = topic("segments");
+    assert_eq!(segments.len(), 7, "{segments:?}");
+    assert!(
+        segments
+            .iter()
+            .any(|s| s["customer_segment"] == "unknown" && s["product_id"] == 6)
+    );
+}
+
 fn alerts(env: &Env) -> Vec<Value> {
     outputs(env, &env.lake(), &format!("{}-stream", env.id), &env.db_url)["topics"]["alerts"]
         .as_array()

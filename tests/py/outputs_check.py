@@ -4,6 +4,8 @@
   outputs_check.py all LAKE BROKERS TOPIC_PREFIX GROUP SQL_URL REDIS_URL
       {lake: {...}, topics: {...}, sql: {...}, redis: {...}}; every part sorted, for equality
       and exact expectations. REDIS_URL may be "-" (not used).
+  outputs_check.py json-topic BROKERS TOPIC GROUP
+      the JSON values of one stream output topic written by GROUP, in offset order per partition
 """
 import io
 import json
@@ -190,6 +192,16 @@ def all_(lake, brokers, prefix, group, sql_url, redis_url):
                       "sql": sql_part(sql_url), "redis": redis_part(redis_url, group)}))
 
 
+def json_topic(brokers, topic, group):
+    rows = []
+    for m in read_all(brokers, topic):
+        h = {k: v.decode() for k, v in (m.headers() or [])}
+        if h.get("jobs.group") == group:
+            # Decimal numbers kept as their text: "1500.00" shows the money is exact.
+            rows.append((m.partition(), m.offset(), json.loads(m.value(), parse_float=str)))
+    print(json.dumps([r[2] for r in sorted(rows, key=lambda r: (r[0], r[1]))]))
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"all": all_}[cmd](*args)
+    {"all": all_, "json-topic": json_topic}[cmd](*args)

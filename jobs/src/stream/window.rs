@@ -11,7 +11,8 @@
 //! - a window is emitted **once**, when the watermark reaches its end, or at the end of
 //!   input (`flush_all`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -223,11 +224,17 @@ pub struct Windows {
     max_ts: Option<i64>,
     /// Everything up to here was emitted (the watermark at the last `advance`).
     emitted_to: i64,
-    /// Open windows by (end, spec, start) -> group -> aggregate.
-    open: BTreeMap<(i64, usize, i64), FastMap<GroupKey, Agg>>,
+    /// Open windows by (end, spec, start) -> group -> aggregate; hashed, since every event
+    /// looks up one window per slide of every shape...
+    open: FastMap<WindowKey, FastMap<GroupKey, Agg>>,
+    /// ... and the same keys in order, to close them oldest first.
+    order: BTreeSet<WindowKey>,
     products: FastMap<i64, Arc<ProductInfo>>,
     labels: Labels,
 }
+
+/// (end, spec, start) of an open window.
+type WindowKey = (i64, usize, i64);
 
 /// Interned labels: ids are given in first-seen order, so a replay assigns the same ids.
 #[derive(Debug, Clone, Default)]
@@ -283,7 +290,8 @@ impl Windows {
             lateness: lateness_micros,
             max_ts: None,
             emitted_to: i64::MIN,
-            open: BTreeMap::new(),
+            open: FastMap::default(),
+            order: BTreeSet::new(),
             products: FastMap::default(),
             labels: Labels::default(),
         }
@@ -356,7 +364,13 @@ impl Windows {
             }
             for start in spec.starts(ts) {
                 let end = start + spec.size_micros;
-                let m = self.open.entry((end, i, start)).or_default();
+                let m = match self.open.entry((end, i, start)) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        self.order.insert((end, i, start));
+                        e.insert(FastMap::default())
+                    }
+                };
                 for k in &keys[..n] {
                     let agg = m.entry(*k).or_default();
                     agg.quantity += qty;
@@ -389,12 +403,13 @@ impl Windows {
     }
 
     fn close_through(&mut self, wm: i64, out: &mut Vec<ClosedWindow>) {
-        while let Some(entry) = self.open.first_entry() {
-            let (end, spec, start) = *entry.key();
+        while let Some(&(end, spec, start)) = self.order.first() {
             if end > wm {
                 break;
             }
-            let mut rows: Vec<(GroupKey, Agg)> = entry.remove().into_iter().collect();
+            self.order.pop_first();
+            let window = self.open.remove(&(end, spec, start)).unwrap_or_default();
+            let mut rows: Vec<(GroupKey, Agg)> = window.into_iter().collect();
             rows.sort_unstable_by_key(|r| r.0);
             for (key, agg) in rows {
                 let (product, label) = match key {
@@ -427,7 +442,9 @@ impl Windows {
     pub fn state(&self) -> WindowState {
         let mut open = Vec::with_capacity(self.open_keys());
         let mut groups = Vec::new();
-        for ((end, spec, start), m) in &self.open {
+        for k in &self.order {
+            let (end, spec, start) = k;
+            let Some(m) = self.open.get(k) else { continue };
             let mut rows: Vec<_> = m.iter().collect();
             rows.sort_unstable_by_key(|r| *r.0);
             for (k, a) in rows {
@@ -483,6 +500,7 @@ impl Windows {
         w.max_ts = st.max_ts;
         w.emitted_to = st.emitted_to;
         for (end, spec, start, p, q, r, o) in st.open {
+            w.order.insert((end, spec, start));
             w.open.entry((end, spec, start)).or_default().insert(
                 GroupKey::Product(p),
                 Agg {
@@ -501,6 +519,7 @@ impl Windows {
                 2 => GroupKey::Country(label),
                 _ => GroupKey::CardType(label),
             };
+            w.order.insert((end, spec, start));
             w.open.entry((end, spec, start)).or_default().insert(
                 key,
                 Agg {

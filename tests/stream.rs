@@ -146,6 +146,10 @@ fn late_events_and_bad_messages_keep_the_invariant() {
         {"kind": "bytes", "hex": "0000000063020406"},
         {"kind": "truncated", "transaction_id": 5, "product_id": 1, "product_name": "Dell Inspiron", "product_category": "Laptop", "brand": "Dell", "quantity_sold": 1, "price_per_unit": "1.00", "transaction_date": "2026-11-20T12:01:00"},
         sale(6, "2026-11-20T12:02:00", -3),
+        // Wider than the SQL dashboard tables: dead-lettered, not a flush that fails forever.
+        {"kind": "sale", "transaction_id": 7, "product_id": 1, "product_name": "Dell Inspiron",
+         "product_category": "Laptop", "brand": "Dell", "quantity_sold": 1, "price_per_unit": "1.00",
+         "transaction_date": "2026-11-20T12:03:00", "country": "X".repeat(65)},
     ]);
     let spec_file = env.dir.join("spec.json");
     std::fs::write(&spec_file, spec.to_string()).unwrap();
@@ -158,7 +162,7 @@ fn late_events_and_bad_messages_keep_the_invariant() {
     ]);
     let out = stream_once(&env);
     assert!(
-        out.contains("consumed 8 events: 3 aggregated, 1 late, 4 dead-lettered"),
+        out.contains("consumed 9 events: 3 aggregated, 1 late, 5 dead-lettered"),
         "{out}"
     );
     let dlq = python(&[
@@ -173,7 +177,13 @@ fn late_events_and_bad_messages_keep_the_invariant() {
         .iter()
         .map(|h| h["jobs.reason"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(reasons.len(), 4, "{dlq}");
+    assert_eq!(reasons.len(), 5, "{dlq}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "country is longer than 64 characters"),
+        "{reasons:?}"
+    );
     assert!(
         reasons.iter().any(|r| r.contains("magic byte")),
         "{reasons:?}"

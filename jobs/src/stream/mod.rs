@@ -144,6 +144,9 @@ enum Change {
 
 struct StreamContext {
     changes: Mutex<Vec<Change>>,
+    /// Flushed before partitions are released: totals and alerts go out between
+    /// checkpoints, and the next owner's recovery scan must see them.
+    producer: Arc<ThreadedProducer<AckContext>>,
     metrics: Arc<StreamMetrics>,
     topic: String,
 }
@@ -171,6 +174,14 @@ impl ClientContext for StreamContext {
 }
 
 impl ConsumerContext for StreamContext {
+    fn pre_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance
+            && let Err(e) = self.producer.flush(Duration::from_secs(60))
+        {
+            tracing::warn!(message = "Outputs not acknowledged before the partitions were released.", error = %e);
+        }
+    }
+
     fn post_rebalance(
         &self,
         _c: &rdkafka::consumer::BaseConsumer<Self>,
@@ -243,10 +254,11 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
         .filter_map(|(k, v)| Some((k.parse::<i64>().ok()?, *v)))
         .collect();
     let acks = Arc::new(Mutex::new(Acks::default()));
-    let producer = kafka::idempotent_producer(&cfg.kafka, acks.clone())?;
+    let producer = Arc::new(kafka::idempotent_producer(&cfg.kafka, acks.clone())?);
 
     let ctx = StreamContext {
         changes: Mutex::new(Vec::new()),
+        producer: producer.clone(),
         metrics: metrics.clone(),
         topic: t.product_sales.clone(),
     };
@@ -443,7 +455,7 @@ struct Job<'a> {
     specs: Arc<Vec<WindowSpec>>,
     lateness: i64,
     metrics: Arc<StreamMetrics>,
-    producer: ThreadedProducer<AckContext>,
+    producer: Arc<ThreadedProducer<AckContext>>,
     acks: Arc<Mutex<Acks>>,
     out_parts: HashMap<String, i32>,
     /// The next offset of every output partition we have written to (max over runs).
@@ -520,6 +532,11 @@ impl Job<'_> {
                         .into_iter()
                         .filter(|p| !self.parts.contains_key(p))
                         .collect();
+                    // What this process sent between checkpoints must be visible to the
+                    // recovery scan (the partition may come straight back to us).
+                    if !new.is_empty() {
+                        tokio::task::block_in_place(|| self.wait_for_acks())?;
+                    }
                     for part in self.recover(&new).await? {
                         // Start exactly at the checkpoint; a seek also drops anything fetched
                         // for this partition before (e.g. by a previous assignment).
@@ -594,15 +611,21 @@ impl Job<'_> {
         let now = Instant::now();
         let mut out = Vec::new();
         for (p, ck) in cks {
-            let mut already_sent = sent.remove(&p).unwrap_or_default();
             let mut totals = ck.as_ref().map(|c| c.totals.clone()).unwrap_or_default();
-            already_sent.retain(|k| match totals::parse_totals_key(k) {
-                Some((product, orders)) => {
+            let mut stock = ck.as_ref().map(|c| c.stock.clone()).unwrap_or_default();
+            let mut already_sent = HashSet::new();
+            for k in sent.remove(&p).unwrap_or_default() {
+                if let Some((product, orders)) = totals::parse_totals_key(&k) {
                     totals.mark_sent(product, orders);
-                    false
+                    continue;
                 }
-                None => true,
-            });
+                if let Some((product, low)) = stock::parse_alert_key(&k) {
+                    // The newest alert sent decides whether the product is alerted, before
+                    // the current inventory is applied below.
+                    stock.mark_alerted(product, low);
+                }
+                already_sent.insert(k);
+            }
             if !already_sent.is_empty() {
                 tracing::info!(
                     message = "Found outputs sent after the last checkpoint; they will not be sent again.",
@@ -634,7 +657,7 @@ impl Job<'_> {
                 already_sent,
                 step_back: 0,
                 totals,
-                stock: ck.as_ref().map(|c| c.stock.clone()).unwrap_or_default(),
+                stock,
                 alerts: vec![],
                 last_totals: now,
             });
@@ -651,9 +674,7 @@ impl Job<'_> {
         &self,
         ps: &[i32],
         from: &BTreeMap<String, i64>,
-    ) -> Result<HashMap<i32, HashSet<String>>> {
-        let t = &self.cfg.topics;
-        let _ = t;
+    ) -> Result<HashMap<i32, Vec<String>>> {
         let mut assignment = Vec::new();
         for topic in output_topics(self.cfg) {
             for q in 0..self.out_parts[topic] {
@@ -688,9 +709,11 @@ impl Job<'_> {
                 Some((*wanted.get(sp?)?, key?.to_string()))
             },
         )?;
-        let mut keys: HashMap<i32, HashSet<String>> = HashMap::new();
+        // In offset order within each output partition (a product's alerts and totals share
+        // one), which recovery needs to know the newest state.
+        let mut keys: HashMap<i32, Vec<String>> = HashMap::new();
         for (p, k) in found {
-            keys.entry(p).or_default().insert(k);
+            keys.entry(p).or_default().push(k);
         }
         Ok(keys)
     }
@@ -1385,6 +1408,33 @@ fn decode_sale(registry: &Registry, payload: &[u8]) -> std::result::Result<Produ
     r.finish().map_err(|e| e.to_string())?;
     if s.quantity_sold < 0 {
         return Err(format!("quantity_sold is negative: {}", s.quantity_sold));
+    }
+    // The widths of the SQL output tables (and of the source schema): a longer value would
+    // fail every flush, so it is dead-lettered here.
+    for (field, value, max) in [
+        ("product_name", Some(s.product_name.as_str()), 255),
+        ("product_category", Some(s.product_category.as_str()), 64),
+        ("brand", Some(s.brand.as_str()), 64),
+        ("country", s.country.as_deref(), 64),
+        ("card_type", s.card_type.as_deref(), 64),
+    ] {
+        if let Some(v) = value
+            && v.chars().count() > max
+        {
+            return Err(format!("{field} is longer than {max} characters"));
+        }
+    }
+    if s.price_per_unit_cents >= 1_000_000_000_000 {
+        return Err(format!(
+            "price_per_unit {} exceeds decimal(12,2)",
+            crate::records::format_cents(s.price_per_unit_cents)
+        ));
+    }
+    if i64::from(s.quantity_sold)
+        .checked_mul(s.price_per_unit_cents)
+        .is_none()
+    {
+        return Err("quantity_sold * price_per_unit overflows".into());
     }
     if s.price_per_unit_cents < 0 {
         return Err(format!(

@@ -272,6 +272,15 @@ impl RedisSink {
                 .arg(&start)
                 .ignore();
             pipe.cmd("EXPIRE").arg(&index).arg(self.ttl_secs).ignore();
+            // The index outlives its windows' keys: drop the starts whose keys expired.
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&index)
+                .arg("-inf")
+                .arg(format!(
+                    "({}",
+                    l.start.div_euclid(1_000_000) - self.ttl_secs
+                ))
+                .ignore();
             let mut hset = redis::cmd("HSET");
             hset.arg(format!("{}:products", self.prefix));
             for r in &l.rows {
@@ -281,7 +290,7 @@ impl RedisSink {
                 hset.arg(r.product_id()).arg(v.to_string());
             }
             pipe.add_command(hset).ignore();
-            n += 5;
+            n += 6;
         }
         let mut delay = Duration::from_millis(500);
         for attempt in 1..=4 {

@@ -56,6 +56,18 @@ const SECOND: i64 = 1_000_000;
 /// How far behind a product's newest sale its sales are kept per second.
 const HORIZON_SECS: i64 = 86_400;
 
+/// Parses [`Alert::key`]: the product and whether it was a `low` alert.
+pub fn parse_alert_key(key: &str) -> Option<(i64, bool)> {
+    let mut it = key.strip_prefix("stock|")?.split('|');
+    let product = it.next()?.parse().ok()?;
+    let _recorded_at = it.next()?;
+    match it.next()? {
+        "low" => Some((product, true)),
+        "recovered" => Some((product, false)),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Item {
     record: Option<StockRecord>,
@@ -139,6 +151,12 @@ impl Stock {
         })
     }
 
+    /// Records that an alert (`low`) or a recovery was already sent for the product (found
+    /// in the topic after a crash), so the replay does not send another.
+    pub fn mark_alerted(&mut self, product: i64, low: bool) {
+        self.items.entry(product).or_default().alerted = low;
+    }
+
     /// Updated stock of a product, if it has an inventory row.
     pub fn updated_stock(&self, product: i64) -> Option<i64> {
         let it = self.items.get(&product)?;
@@ -209,6 +227,8 @@ mod tests {
         );
         // Untracked product: nothing.
         assert_eq!(s.sale(8, 100, 500 * S, 10), None);
+        assert_eq!(parse_alert_key(&a.key()), Some((7, true)));
+        assert_eq!(parse_alert_key(&r.key()), Some((7, false)));
     }
 
     #[test]
@@ -262,5 +282,37 @@ mod tests {
             10,
         );
         assert_eq!(s.updated_stock(1), Some(993));
+    }
+
+    #[test]
+    fn an_alert_found_after_a_crash_is_not_sent_again_for_a_new_low_row() {
+        // The crashed run sent `low` for row R1; inventory then moved to R2, still low.
+        let mut s = Stock::default();
+        s.set_record(
+            1,
+            StockRecord {
+                stock_level: 20,
+                recorded_at: S,
+            },
+            10,
+        );
+        s.mark_alerted(1, true);
+        let r2 = StockRecord {
+            stock_level: 4,
+            recorded_at: 2 * S,
+        };
+        assert_eq!(s.set_record(1, r2, 10), None, "still low: silent");
+        assert!(
+            !s.set_record(
+                1,
+                StockRecord {
+                    stock_level: 50,
+                    recorded_at: 3 * S
+                },
+                10
+            )
+            .unwrap()
+            .low
+        );
     }
 }

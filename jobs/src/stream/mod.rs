@@ -1418,7 +1418,9 @@ fn decode_sale(registry: &Registry, payload: &[u8]) -> std::result::Result<Produ
         ("country", s.country.as_deref(), 64),
         ("card_type", s.card_type.as_deref(), 64),
     ] {
+        // Bytes bound characters from above: count characters only for long values.
         if let Some(v) = value
+            && v.len() > max
             && v.chars().count() > max
         {
             return Err(format!("{field} is longer than {max} characters"));

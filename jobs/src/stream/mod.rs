@@ -601,6 +601,14 @@ impl Job<'_> {
         if unknown {
             from.clear(); // a partition without a checkpoint: read the outputs from the start
         }
+        // A checkpoint without an output partition was taken before its process wrote there:
+        // what the partition sent there afterwards may lie anywhere, so read it from the start.
+        from.retain(|k, _| {
+            cks.values().all(|ck| {
+                ck.as_ref()
+                    .is_some_and(|c| c.output_offsets.contains_key(k))
+            })
+        });
         let scan_started = Instant::now();
         let mut sent = tokio::task::block_in_place(|| self.scan_sent(ps, &from))?;
         tracing::debug!(

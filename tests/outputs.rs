@@ -23,6 +23,27 @@ fn outputs(env: &Env, lake: &str, group: &str, sql_url: &str) -> Value {
     ])
 }
 
+/// A copy of the env's config with `settings` added to its `[stream]` section.
+fn with_stream_settings(env: &Env, name: &str, settings: &str) -> std::path::PathBuf {
+    env.config_with(
+        name,
+        &[(
+            "roll_interval = \"1s\"",
+            &format!("roll_interval = \"1s\"\n{settings}"),
+        )],
+    )
+}
+
+/// Runs `jobs stream --until-idle` with `cfg`; fails the test unless it succeeds.
+fn stream_until_idle(env: &Env, cfg: &std::path::Path) -> std::process::Output {
+    let out = env
+        .cmd_with(cfg, &["stream", "--until-idle"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    out
+}
+
 fn crafted(env: &Env) {
     env.sql(
         "INSERT INTO customer_data (customer_id, customer_name, customer_segment) VALUES
@@ -42,21 +63,15 @@ fn crafted(env: &Env) {
 
 fn business_outputs_are_exact(backend: Backend) {
     let env = Env::new(backend);
-    let cfg = env.config_with(
+    let cfg = with_stream_settings(
+        &env,
         "business.toml",
-        &[(
-            "roll_interval = \"1s\"",
-            "roll_interval = \"1s\"\nwindows = [\"1h\"]\ntop_window = \"1h\"\ntop_n = 4\ntotals_interval = \"100ms\"",
-        )],
+        "windows = [\"1h\"]\ntop_window = \"1h\"\ntop_n = 4\ntotals_interval = \"100ms\"",
     );
     env.jobs(&["init"]);
     crafted(&env);
     env.jobs(&["ingest", "--once"]);
-    let out = env
-        .cmd_with(&cfg, &["stream", "--until-idle"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let out = stream_until_idle(&env, &cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("customer_data rows without a segment"),
@@ -218,19 +233,13 @@ fn business_outputs_are_exact(backend: Backend) {
     }
 
     // A second run over the same input (a replay) changes nothing in SQL and Redis.
-    let replay = env.config_with(
+    let replay = with_stream_settings(
+        &env,
         "replay.toml",
-        &[(
-            "roll_interval = \"1s\"",
-            "roll_interval = \"1s\"\nwindows = [\"1h\"]\ntop_window = \"1h\"\ntop_n = 4",
-        )],
+        "windows = [\"1h\"]\ntop_window = \"1h\"\ntop_n = 4",
     );
     std::fs::remove_dir_all(env.dir.join("lake")).unwrap();
-    let out = env
-        .cmd_with(&replay, &["stream", "--until-idle"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let out = stream_until_idle(&env, &replay);
     let again = outputs(
         &env,
         &env.lake(),
@@ -254,21 +263,15 @@ fn business_outputs_are_exact_on_postgres() {
 #[test]
 fn json_outputs_carry_the_same_numbers() {
     let env = Env::new(Backend::Sqlite);
-    let cfg = env.config_with(
+    let cfg = with_stream_settings(
+        &env,
         "json.toml",
-        &[(
-            "roll_interval = \"1s\"",
-            "roll_interval = \"1s\"\nwindows = [\"1h\"]\ntop_window = \"1h\"\ntop_n = 4\noutput_format = \"json\"",
-        )],
+        "windows = [\"1h\"]\ntop_window = \"1h\"\ntop_n = 4\noutput_format = \"json\"",
     );
     env.jobs(&["init"]);
     crafted(&env);
     env.jobs(&["ingest", "--once"]);
-    let out = env
-        .cmd_with(&cfg, &["stream", "--until-idle"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let out = stream_until_idle(&env, &cfg);
     let topic = |name: &str| -> Vec<Value> {
         python(&[
             "tests/py/outputs_check.py",
@@ -343,23 +346,13 @@ fn sale(env: &Env, id: i64, product: i64, qty: i64, at: &str) {
 
 fn low_stock_alerts_fire_once_and_recover(backend: Backend) {
     let env = Env::new(backend);
-    let cfg = env.config_with(
-        "alerts.toml",
-        &[(
-            "roll_interval = \"1s\"",
-            "roll_interval = \"1s\"\nlow_stock_thresholds = { \"5\" = 3 }",
-        )],
-    );
+    let cfg = with_stream_settings(&env, "alerts.toml", "low_stock_thresholds = { \"5\" = 3 }");
     env.jobs(&["init"]);
     // No customer_data table at all: reported, and every sale counts as segment unknown.
     env.sql("DROP TABLE customer_data");
     let run = || {
         env.jobs(&["ingest", "--once"]);
-        let out = env
-            .cmd_with(&cfg, &["stream", "--until-idle"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        let out = stream_until_idle(&env, &cfg);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     env.sql(

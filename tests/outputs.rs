@@ -239,7 +239,7 @@ fn business_outputs_are_exact(backend: Backend) {
         "windows = [\"1h\"]\ntop_window = \"1h\"\ntop_n = 4",
     );
     std::fs::remove_dir_all(env.dir.join("lake")).unwrap();
-    let out = stream_until_idle(&env, &replay);
+    stream_until_idle(&env, &replay);
     let again = outputs(
         &env,
         &env.lake(),
@@ -271,7 +271,7 @@ fn json_outputs_carry_the_same_numbers() {
     env.jobs(&["init"]);
     crafted(&env);
     env.jobs(&["ingest", "--once"]);
-    let out = stream_until_idle(&env, &cfg);
+    stream_until_idle(&env, &cfg);
     let topic = |name: &str| -> Vec<Value> {
         python(&[
             "tests/py/outputs_check.py",

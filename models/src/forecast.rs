@@ -1,0 +1,481 @@
+//! Demand forecasts for one product: ordinary least squares (linfa-linear), a Poisson GLM
+//! with a log link (fitted here by IRLS: linfa-linear's Tweedie regressor, power 1, ran for
+//! minutes without returning on a 200-day weekly series) and the seasonal-naive
+//! baseline (the same weekday last week). Multi-step forecasts are recursive: day `t + 1`
+//! sees the forecast of day `t` as its lag 1.
+
+use linfa::prelude::*;
+use linfa_linear::LinearRegression;
+use ndarray::{Array1, Array2};
+
+use crate::features::{self, N, Series, WARMUP};
+use crate::{Error, Result};
+
+/// Training rows a model needs; a shorter series falls back to seasonal naive.
+pub const MIN_TRAIN_ROWS: usize = 28;
+
+/// Which model forecasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Ordinary least squares on the demand features.
+    Ols,
+    /// Poisson regression (log link) on the demand features.
+    Poisson,
+    /// Each day repeats the same weekday of the last week.
+    SeasonalNaive,
+}
+
+impl Method {
+    /// The name used in outputs and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ols => "ols",
+            Method::Poisson => "poisson",
+            Method::SeasonalNaive => "seasonal_naive",
+        }
+    }
+}
+
+/// A fitted forecast model of one product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fitted {
+    /// The method actually used: a series too short for `Ols` or `Poisson` gets
+    /// `SeasonalNaive`.
+    pub method: Method,
+    /// Coefficients on the standardised features (0 for a constant feature).
+    pub coef: Vec<f64>,
+    /// Intercept on the standardised scale.
+    pub intercept: f64,
+    /// Per-feature mean and standard deviation used to standardise.
+    pub mean: Vec<f64>,
+    /// See `mean`; 0 marks a constant feature, which the model ignores.
+    pub scale: Vec<f64>,
+}
+
+impl Fitted {
+    fn naive() -> Fitted {
+        Fitted {
+            method: Method::SeasonalNaive,
+            coef: Vec::new(),
+            intercept: 0.0,
+            mean: Vec::new(),
+            scale: Vec::new(),
+        }
+    }
+
+    /// The coefficients on the original feature scale and the matching intercept, for
+    /// people who read the model: `y = intercept + sum(coef[i] * x[i])` (OLS) or its `exp`
+    /// (Poisson). Empty for seasonal naive.
+    pub fn raw_coefficients(&self) -> (Vec<f64>, f64) {
+        let mut intercept = self.intercept;
+        let coef = (0..self.coef.len())
+            .map(|i| {
+                if self.scale[i] == 0.0 {
+                    return 0.0;
+                }
+                let c = self.coef[i] / self.scale[i];
+                intercept -= c * self.mean[i];
+                c
+            })
+            .collect();
+        (coef, intercept)
+    }
+
+    fn eval(&self, x: &[f64; N]) -> f64 {
+        let mut z = self.intercept;
+        for (i, v) in x.iter().enumerate() {
+            if self.scale[i] != 0.0 {
+                z += self.coef[i] * (v - self.mean[i]) / self.scale[i];
+            }
+        }
+        match self.method {
+            Method::Poisson => z.min(50.0).exp(),
+            _ => z,
+        }
+    }
+}
+
+/// Fits `method` to a product's series. A series with fewer than [`MIN_TRAIN_ROWS`] rows
+/// after the warm-up gets seasonal naive.
+pub fn fit(series: &Series, method: Method) -> Result<Fitted> {
+    if series.price.len() != series.len() {
+        return Err(Error::Input(format!(
+            "{} quantities but {} prices",
+            series.len(),
+            series.price.len()
+        )));
+    }
+    if method == Method::SeasonalNaive || series.len() < WARMUP + MIN_TRAIN_ROWS {
+        return Ok(Fitted::naive());
+    }
+    let (x, y) = features::design(series);
+    let rows = y.len();
+    let x = Array2::from_shape_vec((rows, N), x)
+        .map_err(|e| Error::Input(format!("design matrix: {e}")))?;
+    let (z, mean, scale) = standardize(x);
+    let keep: Vec<usize> = (0..N).filter(|&j| scale[j] > 0.0).collect();
+    let z = z.select(ndarray::Axis(1), &keep);
+    let (kept_coef, intercept) = match method {
+        Method::Ols => {
+            let ds = Dataset::new(z, Array1::from(y));
+            let m = LinearRegression::new().fit(&ds).map_err(|e| Error::Fit {
+                model: "ols",
+                reason: e.to_string(),
+            })?;
+            (m.params().to_vec(), m.intercept())
+        }
+        Method::Poisson => poisson_irls(&z, &y)?,
+        Method::SeasonalNaive => unreachable!("handled above"),
+    };
+    let mut coef = vec![0.0; N];
+    for (&j, c) in keep.iter().zip(kept_coef) {
+        coef[j] = c;
+    }
+    if !intercept.is_finite() || coef.iter().any(|c| !c.is_finite()) {
+        return Err(Error::Fit {
+            model: method.name(),
+            reason: "non-finite coefficients".into(),
+        });
+    }
+    Ok(Fitted {
+        method,
+        coef,
+        intercept,
+        mean,
+        scale,
+    })
+}
+
+/// Centres and scales every column; a column that is constant, or a linear combination of
+/// the columns before it (lag 7 = lag 14 on a strictly weekly series, say), gets scale 0 and
+/// is left out of the fit: the least-squares solver needs a full-rank design.
+fn standardize(mut x: Array2<f64>) -> (Array2<f64>, Vec<f64>, Vec<f64>) {
+    let rows = x.nrows() as f64;
+    let (mut mean, mut scale) = (vec![0.0; N], vec![0.0; N]);
+    // Orthonormal basis of the kept (centred) columns, for the dependence test.
+    let mut basis: Vec<Array1<f64>> = Vec::new();
+    for (j, mut col) in x.columns_mut().into_iter().enumerate() {
+        let m = col.sum() / rows;
+        col.mapv_inplace(|v| v - m);
+        let norm2 = col.dot(&col);
+        let sd = (norm2 / rows).sqrt();
+        mean[j] = m;
+        if sd <= 1e-9 * m.abs().max(1.0) {
+            col.fill(0.0);
+            continue;
+        }
+        let mut resid = col.to_owned();
+        for b in &basis {
+            let p = resid.dot(b);
+            resid.scaled_add(-p, b);
+        }
+        let r2 = resid.dot(&resid);
+        if r2 <= 1e-9 * norm2 {
+            col.fill(0.0);
+            continue;
+        }
+        basis.push(resid / r2.sqrt());
+        col.mapv_inplace(|v| v / sd);
+        scale[j] = sd;
+    }
+    (x, mean, scale)
+}
+
+/// Poisson regression with a log link by iteratively reweighted least squares (Newton's
+/// method), with a tiny ridge for stability. Returns the coefficients and the intercept.
+fn poisson_irls(x: &Array2<f64>, y: &[f64]) -> Result<(Vec<f64>, f64)> {
+    if y.iter().any(|v| *v < 0.0) {
+        return Err(Error::Input("Poisson regression needs counts >= 0".into()));
+    }
+    let (n, k) = x.dim();
+    let mean_y = y.iter().sum::<f64>() / n as f64;
+    // beta[0] is the intercept.
+    let mut beta = vec![0.0; k + 1];
+    beta[0] = (mean_y + 1e-3).ln();
+    for _ in 0..100 {
+        let mut a = vec![0.0; (k + 1) * (k + 1)];
+        let mut b = vec![0.0; k + 1];
+        let mut xi = vec![1.0; k + 1];
+        for (row, &yi) in x.rows().into_iter().zip(y) {
+            xi[1..].iter_mut().zip(row).for_each(|(d, s)| *d = *s);
+            let eta: f64 = xi.iter().zip(&beta).map(|(a, b)| a * b).sum();
+            let mu = eta.clamp(-30.0, 30.0).exp();
+            let z = eta + (yi - mu) / mu;
+            for r in 0..=k {
+                let wr = mu * xi[r];
+                b[r] += wr * z;
+                for c in 0..=r {
+                    a[r * (k + 1) + c] += wr * xi[c];
+                }
+            }
+        }
+        for r in 1..=k {
+            a[r * (k + 1) + r] += 1e-6 * n as f64;
+        }
+        let next = cholesky_solve(&mut a, b, k + 1).ok_or_else(|| Error::Fit {
+            model: "poisson",
+            reason: "the weighted normal equations are not positive definite".into(),
+        })?;
+        let change = next
+            .iter()
+            .zip(&beta)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        beta = next;
+        if change < 1e-9 {
+            break;
+        }
+    }
+    Ok((beta[1..].to_vec(), beta[0]))
+}
+
+/// Solves `a x = b` for a symmetric positive-definite `a` given by its lower triangle
+/// (row-major `n x n`); `None` if `a` is not positive definite.
+fn cholesky_solve(a: &mut [f64], mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+    }
+    for i in 0..n {
+        let s: f64 = (0..i).map(|k| a[i * n + k] * b[k]).sum();
+        b[i] = (b[i] - s) / a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let s: f64 = (i + 1..n).map(|k| a[k * n + i] * b[k]).sum();
+        b[i] = (b[i] - s) / a[i * n + i];
+    }
+    Some(b)
+}
+
+/// Forecasts the `horizon` days after the series, at `price` per unit, never below zero.
+pub fn predict(model: &Fitted, series: &Series, horizon: usize, price: f64) -> Vec<f64> {
+    let n = series.len();
+    if model.method == Method::SeasonalNaive || n < WARMUP {
+        return seasonal_naive(&series.quantity, horizon);
+    }
+    let mut q = series.quantity.clone();
+    let mut p = series.price.clone();
+    p.resize(n + horizon, price);
+    let mut x = [0.0; N];
+    for t in n..n + horizon {
+        features::row(&q, &p, series.first_day, t, &mut x);
+        let y = model.eval(&x);
+        q.push(if y.is_finite() { y.max(0.0) } else { 0.0 });
+    }
+    q.split_off(n)
+}
+
+/// The seasonal-naive forecast: day `t` repeats day `t - 7`; a history shorter than a week
+/// repeats its mean (0 for no history).
+pub fn seasonal_naive(history: &[f64], horizon: usize) -> Vec<f64> {
+    if history.len() < 7 {
+        let mean = if history.is_empty() {
+            0.0
+        } else {
+            history.iter().sum::<f64>() / history.len() as f64
+        };
+        return vec![mean; horizon];
+    }
+    let mut q = history.to_vec();
+    for t in history.len()..history.len() + horizon {
+        q.push(q[t - 7]);
+    }
+    q.split_off(history.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Solves the normal equations (X'X) b = X'y by Gaussian elimination with partial
+    /// pivoting: the closed form the library's SVD solution must match.
+    #[allow(clippy::needless_range_loop)] // matrix code reads best with indices
+    fn closed_form(x: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
+        let k = x[0].len();
+        let mut a = vec![vec![0.0; k + 1]; k];
+        for (row, &t) in x.iter().zip(y) {
+            for i in 0..k {
+                for j in 0..k {
+                    a[i][j] += row[i] * row[j];
+                }
+                a[i][k] += row[i] * t;
+            }
+        }
+        for c in 0..k {
+            let p = (c..k)
+                .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+                .unwrap();
+            a.swap(c, p);
+            for r in 0..k {
+                if r != c {
+                    let f = a[r][c] / a[c][c];
+                    for j in c..=k {
+                        a[r][j] -= f * a[c][j];
+                    }
+                }
+            }
+        }
+        (0..k).map(|i| a[i][k] / a[i][i]).collect()
+    }
+
+    /// A series whose quantity is an exact linear function of its own features.
+    fn planted(days: usize, coef: &[f64; N], intercept: f64, noise: f64) -> Series {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut q: Vec<f64> = (0..WARMUP).map(|_| rng.random_range(20.0..40.0)).collect();
+        let p: Vec<f64> = (0..days)
+            .map(|d| if (d / 50) % 2 == 0 { 10.0 } else { 12.5 })
+            .collect();
+        let mut x = [0.0; N];
+        for t in WARMUP..days {
+            features::row(&q, &p, 100, t, &mut x);
+            let y: f64 = intercept + coef.iter().zip(&x).map(|(c, v)| c * v).sum::<f64>();
+            q.push(y + noise * rng.random_range(-1.0..1.0));
+        }
+        Series {
+            first_day: 100,
+            quantity: q,
+            price: p,
+        }
+    }
+
+    const COEF: [f64; N] = [
+        0.3, 0.2, 0.1, 0.05, 0.1, 0.1, 1.0, 2.0, -1.0, 0.5, 3.0, 4.0, -0.8, -2.0, 0.01,
+    ];
+
+    #[test]
+    fn ols_recovers_planted_coefficients() {
+        let s = planted(400, &COEF, 5.0, 0.0);
+        let m = fit(&s, Method::Ols).unwrap();
+        assert_eq!(m.method, Method::Ols);
+        let (coef, intercept) = m.raw_coefficients();
+        for (i, (got, want)) in coef.iter().zip(COEF).enumerate() {
+            assert!(
+                (got - want).abs() < 1e-6,
+                "{}: {got} vs {want}",
+                features::NAMES[i]
+            );
+        }
+        assert!((intercept - 5.0).abs() < 1e-5, "{intercept}");
+    }
+
+    #[test]
+    fn ols_matches_the_closed_form_on_noisy_data() {
+        let s = planted(300, &COEF, 5.0, 3.0);
+        let m = fit(&s, Method::Ols).unwrap();
+        let (coef, intercept) = m.raw_coefficients();
+        let (x, y) = features::design(&s);
+        let rows: Vec<Vec<f64>> = x
+            .chunks(N)
+            .map(|r| std::iter::once(1.0).chain(r.iter().copied()).collect())
+            .collect();
+        let b = closed_form(&rows, &y);
+        assert!((b[0] - intercept).abs() < 1e-6 * b[0].abs().max(1.0));
+        for i in 0..N {
+            assert!(
+                (b[i + 1] - coef[i]).abs() < 1e-6 * b[i + 1].abs().max(1.0),
+                "{}: closed form {} vs {}",
+                features::NAMES[i],
+                b[i + 1],
+                coef[i]
+            );
+        }
+    }
+
+    #[test]
+    fn constant_features_are_ignored_not_fatal() {
+        // A price that never changes: price is constant and its change is always 0.
+        let q: Vec<f64> = (0..120).map(|d| 10.0 + (d % 7) as f64).collect();
+        let s = Series {
+            first_day: 0,
+            price: vec![5.0; q.len()],
+            quantity: q,
+        };
+        let m = fit(&s, Method::Ols).unwrap();
+        assert_eq!((m.scale[12], m.scale[13]), (0.0, 0.0));
+        let f = predict(&m, &s, 14, 5.0);
+        let naive = seasonal_naive(&s.quantity, 14);
+        for (a, b) in f.iter().zip(&naive) {
+            assert!((a - b).abs() < 1e-6, "{f:?} vs {naive:?}");
+        }
+    }
+
+    #[test]
+    fn poisson_fits_counts_with_a_weekly_pattern() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let q: Vec<f64> = (0..200)
+            .map(|d| {
+                let base: f64 = if (d + 3) % 7 >= 5 { 30.0 } else { 10.0 };
+                (base + rng.random_range(-2.0..2.0)).round()
+            })
+            .collect();
+        let s = Series {
+            first_day: 0,
+            price: vec![3.0; q.len()],
+            quantity: q,
+        };
+        let m = fit(&s, Method::Poisson).unwrap();
+        let f = predict(&m, &s, 7, 3.0);
+        for (d, v) in (200..207).zip(&f) {
+            let want = if (d + 3) % 7 >= 5 { 30.0 } else { 10.0 };
+            assert!((v - want).abs() < 3.0, "day {d}: {v} vs {want}");
+        }
+    }
+
+    #[test]
+    fn short_series_fall_back_to_seasonal_naive() {
+        let s = Series {
+            first_day: 0,
+            quantity: (0..30).map(f64::from).collect(),
+            price: vec![1.0; 30],
+        };
+        let m = fit(&s, Method::Ols).unwrap();
+        assert_eq!(m.method, Method::SeasonalNaive);
+        assert_eq!(
+            predict(&m, &s, 8, 1.0),
+            vec![23., 24., 25., 26., 27., 28., 29., 23.]
+        );
+        assert_eq!(seasonal_naive(&[2.0, 4.0], 2), vec![3.0, 3.0]);
+        assert_eq!(seasonal_naive(&[], 1), vec![0.0]);
+    }
+
+    #[test]
+    fn forecasts_never_go_below_zero() {
+        // A steep decline: the linear trend would cross zero within the horizon.
+        let q: Vec<f64> = (0..100).map(|d| (100 - d) as f64).collect();
+        let s = Series {
+            first_day: 0,
+            price: vec![1.0; 100],
+            quantity: q,
+        };
+        let m = fit(&s, Method::Ols).unwrap();
+        let f = predict(&m, &s, 30, 1.0);
+        assert!(f.iter().all(|v| *v >= 0.0), "{f:?}");
+        assert!(f[0] > 0.0 && f[29] == 0.0, "{f:?}");
+    }
+
+    #[test]
+    fn mismatched_lengths_are_an_input_error() {
+        let s = Series {
+            first_day: 0,
+            quantity: vec![1.0; 3],
+            price: vec![1.0; 2],
+        };
+        assert!(matches!(fit(&s, Method::Ols), Err(Error::Input(_))));
+    }
+}

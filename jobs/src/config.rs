@@ -34,6 +34,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// `jobs stream`.
     pub stream: StreamConfig,
+    /// `jobs forecast`.
+    pub forecast: ForecastConfig,
+    /// `jobs recommend`.
+    pub recommend: RecommendConfig,
     /// S3 settings for an `s3://` lake (credentials also from the standard AWS variables).
     pub s3: S3Config,
 }
@@ -103,6 +107,86 @@ pub struct StreamConfig {
     /// Expiry of the Redis top-N keys.
     #[serde(with = "humantime_serde")]
     pub redis_ttl: Duration,
+}
+
+/// `jobs forecast`: daily demand per product from the lake's `sales_raw`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForecastConfig {
+    /// Days to forecast, starting at the run date.
+    pub horizon_days: u32,
+    /// Days of history to train on, ending the day before the run date (`--since`
+    /// overrides).
+    pub history_days: u32,
+    /// `ols` (least squares), `poisson` (log-link GLM) or `seasonal_naive`.
+    pub model: ForecastModel,
+    /// Days held out by `--evaluate` when `--holdout-days` is not given.
+    pub holdout_days: u32,
+}
+
+impl Default for ForecastConfig {
+    fn default() -> Self {
+        ForecastConfig {
+            horizon_days: 7,
+            history_days: 730,
+            model: ForecastModel::Ols,
+            holdout_days: 14,
+        }
+    }
+}
+
+/// The forecast model.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ForecastModel {
+    /// Ordinary least squares on the demand features (linfa-linear).
+    Ols,
+    /// Poisson regression with a log link on the same features.
+    Poisson,
+    /// The same weekday of the last week.
+    SeasonalNaive,
+}
+
+/// `jobs recommend`: implicit-feedback ALS over the customer x product purchases.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecommendConfig {
+    /// Products recommended per customer.
+    pub top_k: usize,
+    /// Days of purchases to train on, ending the day before the run date (`--since`
+    /// overrides).
+    pub history_days: u32,
+    /// Also recommend products the customer already bought.
+    pub include_bought: bool,
+    /// Latent factors.
+    pub factors: usize,
+    /// L2 regularisation.
+    pub regularization: f32,
+    /// Confidence per unit bought: `1 + alpha * quantity`.
+    pub alpha: f32,
+    /// ALS iterations.
+    pub iterations: usize,
+    /// Conjugate-gradient steps per row and iteration.
+    pub cg_steps: usize,
+    /// Seed of the initial factors and of the `--evaluate` split.
+    pub seed: u64,
+}
+
+impl Default for RecommendConfig {
+    fn default() -> Self {
+        let p = models::als::Params::default();
+        RecommendConfig {
+            top_k: 5,
+            history_days: 365,
+            include_bought: false,
+            factors: p.factors,
+            regularization: p.regularization,
+            alpha: p.alpha,
+            iterations: p.iterations,
+            cg_steps: p.cg_steps,
+            seed: p.seed,
+        }
+    }
 }
 
 /// A business output of `jobs stream`.
@@ -219,6 +303,12 @@ pub struct Topics {
     /// Ingest checkpoints (cursor and output offsets per table), written after each batch is
     /// acknowledged.
     pub ingest_state: String,
+    /// Demand forecasts (Avro `SalesPrediction`), one per product and day, keyed by product
+    /// id.
+    pub sales_predictions: String,
+    /// Recommendations (Avro `ProductRecommendations`), one per customer, keyed by customer
+    /// id (`cold_start` for the list for customers without history).
+    pub product_recommendations: String,
 }
 
 /// `jobs ingest`: relational tables -> Kafka.
@@ -245,6 +335,8 @@ impl Default for Config {
             topics: Topics::default(),
             ingest: IngestConfig::default(),
             stream: StreamConfig::default(),
+            forecast: ForecastConfig::default(),
+            recommend: RecommendConfig::default(),
             s3: S3Config::default(),
         }
     }
@@ -274,6 +366,8 @@ impl Default for Topics {
             top_products: "top_products".into(),
             low_stock_alerts: "low_stock_alerts".into(),
             customer_segment_sales: "customer_segment_sales".into(),
+            sales_predictions: "sales_predictions".into(),
+            product_recommendations: "product_recommendations".into(),
         }
     }
 }
@@ -320,6 +414,8 @@ const ENV_KEYS: &[&str] = &[
     "topics",
     "ingest",
     "stream",
+    "forecast",
+    "recommend",
     "s3",
 ];
 

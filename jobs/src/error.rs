@@ -55,6 +55,23 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    /// Reading the lake's history with polars failed.
+    #[error("lake {url}: {what}: {source}")]
+    History {
+        url: String,
+        what: String,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+
+    /// There is no history to learn from: nothing was published.
+    #[error("{0}")]
+    NoHistory(String),
+
+    /// A model could not be fitted.
+    #[error("model: {0}")]
+    Model(#[from] models::Error),
+
     /// A Parquet file could not be encoded.
     #[error("parquet: {0}")]
     Parquet(String),

@@ -178,9 +178,11 @@ pub fn to_json_line(registry: &Registry, payload: &[u8]) -> Result<String> {
         | SchemaKind::ProductTotals
         | SchemaKind::TopProducts
         | SchemaKind::LowStockAlert
-        | SchemaKind::SegmentSales) => {
+        | SchemaKind::SegmentSales
+        | SchemaKind::SalesPrediction
+        | SchemaKind::Recommendations) => {
             return Err(Error::Avro(format!(
-                "schema id {id} is a stream output ({}); export-json reads sales and products",
+                "schema id {id} is an output of jobs ({}); export-json reads sales and products",
                 other.file()
             )));
         }

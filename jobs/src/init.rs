@@ -57,6 +57,17 @@ pub fn topics(cfg: &Config) -> Vec<TopicSpec> {
             configs: vec![],
         },
         TopicSpec {
+            name: t.sales_predictions.clone(),
+            partitions: p,
+            configs: vec![],
+        },
+        TopicSpec {
+            // One message per customer and run: compaction keeps each customer's newest.
+            name: t.product_recommendations.clone(),
+            partitions: p,
+            configs: vec![("cleanup.policy", "compact")],
+        },
+        TopicSpec {
             name: t.ingest_state.clone(),
             partitions: 1,
             configs: vec![("cleanup.policy", "compact")],

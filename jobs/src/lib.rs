@@ -17,6 +17,7 @@
 // cold paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod export_json;

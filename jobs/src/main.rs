@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use jobs::config::{Config, KafkaOverrides, Overrides, RegistryConfig};
+use chrono::NaiveDate;
+use jobs::config::{Config, ForecastModel, KafkaOverrides, Overrides, RegistryConfig};
 use jobs::io::avro::Registry;
 use jobs::shutdown::Shutdown;
 
@@ -68,6 +69,10 @@ enum Command {
         #[arg(long)]
         until_idle: bool,
     },
+    /// Forecast each product's daily demand from the lake's history; publish or backtest.
+    Forecast(ForecastArgs),
+    /// Recommend products per customer (implicit ALS) from the lake's history.
+    Recommend(RecommendArgs),
     /// Append the decoded messages of a topic to JSON-lines files, one per partition.
     ExportJson {
         /// Topic to export (default: the product_updates topic).
@@ -85,6 +90,51 @@ enum Command {
     },
     /// Print the effective configuration (all layers applied) as TOML.
     Config,
+}
+
+#[derive(Args, Debug)]
+struct ForecastArgs {
+    /// Date of the run: history ends the day before, forecasts start on it (default today,
+    /// UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    run_date: Option<NaiveDate>,
+    /// First day of history to read; older `date=` partitions are never opened (default
+    /// `forecast.history_days` before the run date).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    since: Option<NaiveDate>,
+    /// Days to forecast (default `forecast.horizon_days`, 7).
+    #[arg(long, value_name = "DAYS")]
+    horizon: Option<u32>,
+    /// Model (default `forecast.model`, ols).
+    #[arg(long, value_enum)]
+    model: Option<ForecastModel>,
+    /// Backtest every model on the last --holdout-days days and print MASE and WAPE per
+    /// product and overall; publishes nothing.
+    #[arg(long)]
+    evaluate: bool,
+    /// With --evaluate: days held out (default `forecast.holdout_days`, 14).
+    #[arg(long, value_name = "DAYS")]
+    holdout_days: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+struct RecommendArgs {
+    /// Date of the run: history ends the day before (default today, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    run_date: Option<NaiveDate>,
+    /// First day of purchases to read (default `recommend.history_days` before the run date).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    since: Option<NaiveDate>,
+    /// Products per customer (default `recommend.top_k`, 5).
+    #[arg(long, value_name = "K")]
+    top_k: Option<usize>,
+    /// Also recommend products the customer already bought.
+    #[arg(long)]
+    include_bought: bool,
+    /// Hold out 20% of each customer's products (seeded), print P@10 and nDCG@10 against
+    /// the popularity baseline; publishes nothing.
+    #[arg(long)]
+    evaluate: bool,
 }
 
 #[derive(Args, Debug)]
@@ -239,6 +289,51 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "consumed {} events: {} aggregated, {} late, {} dead-lettered",
                 c.consumed, c.aggregated, c.late, c.dead_lettered
             );
+        }
+        Command::Forecast(a) => {
+            let args = jobs::batch::forecast::Args {
+                run_date: a.run_date,
+                since: a.since,
+                horizon_days: a.horizon,
+                model: a.model,
+                evaluate: a.evaluate,
+                holdout_days: a.holdout_days,
+            };
+            match jobs::batch::forecast::run(&cfg, &args).await? {
+                jobs::batch::forecast::Outcome::Evaluated(e) => print!("{e}"),
+                jobs::batch::forecast::Outcome::Published(s) => println!(
+                    "forecast {} products for {} days from {} ({}): {} messages to {}, lake {}",
+                    s.products,
+                    args.horizon_days.unwrap_or(cfg.forecast.horizon_days),
+                    s.run_date,
+                    s.model_version,
+                    s.published.messages,
+                    s.published.topic,
+                    s.published.files.join(", ")
+                ),
+            }
+        }
+        Command::Recommend(a) => {
+            let args = jobs::batch::recommend::Args {
+                run_date: a.run_date,
+                since: a.since,
+                top_k: a.top_k,
+                include_bought: a.include_bought,
+                evaluate: a.evaluate,
+            };
+            match jobs::batch::recommend::run(&cfg, &args).await? {
+                jobs::batch::recommend::Outcome::Evaluated(e) => print!("{e}"),
+                jobs::batch::recommend::Outcome::Published(s) => println!(
+                    "recommended for {} customers over {} products ({} purchases; {}): {} messages to {}, lake {}",
+                    s.customers,
+                    s.products,
+                    s.purchases,
+                    s.model_version,
+                    s.published.messages,
+                    s.published.topic,
+                    s.published.files.join(", ")
+                ),
+            }
         }
         Command::ExportJson {
             topic,

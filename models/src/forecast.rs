@@ -279,6 +279,22 @@ pub fn predict(model: &Fitted, series: &Series, horizon: usize, price: f64) -> V
     q.split_off(n)
 }
 
+/// One-step-ahead fitted values of the training days (from [`WARMUP`] on), each from the
+/// true history before it: what in-sample metrics compare against `series.quantity[WARMUP..]`.
+pub fn fitted(model: &Fitted, series: &Series) -> Vec<f64> {
+    let mut x = [0.0; N];
+    (WARMUP..series.len())
+        .map(|t| {
+            if model.method == Method::SeasonalNaive {
+                return series.quantity[t - 7];
+            }
+            features::row(&series.quantity, &series.price, series.first_day, t, &mut x);
+            let y = model.eval(&x);
+            if y.is_finite() { y.max(0.0) } else { 0.0 }
+        })
+        .collect()
+}
+
 /// The seasonal-naive forecast: day `t` repeats day `t - 7`; a history shorter than a week
 /// repeats its mean (0 for no history).
 pub fn seasonal_naive(history: &[f64], horizon: usize) -> Vec<f64> {
@@ -435,6 +451,19 @@ mod tests {
             let want = if (d + 3) % 7 >= 5 { 30.0 } else { 10.0 };
             assert!((v - want).abs() < 3.0, "day {d}: {v} vs {want}");
         }
+    }
+
+    #[test]
+    fn fitted_values_are_one_step_ahead() {
+        let s = planted(200, &COEF, 5.0, 0.0);
+        let m = fit(&s, Method::Ols).unwrap();
+        let f = fitted(&m, &s);
+        assert_eq!(f.len(), 200 - WARMUP);
+        for (a, b) in f.iter().zip(&s.quantity[WARMUP..]) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        let naive = fitted(&Fitted::naive(), &s);
+        assert_eq!(naive[0], s.quantity[WARMUP - 7]);
     }
 
     #[test]

@@ -115,6 +115,8 @@ aggregated_product_sales = "{id}_totals"
 top_products = "{id}_top"
 low_stock_alerts = "{id}_alerts"
 customer_segment_sales = "{id}_segments"
+sales_predictions = "{id}_predictions"
+product_recommendations = "{id}_recommendations"
 [ingest]
 batch_size = {batch_size}
 poll_interval = "100ms"

@@ -30,11 +30,15 @@ pub enum SchemaKind {
     LowStockAlert,
     /// `segment_sales.avsc`
     SegmentSales,
+    /// `sales_prediction.avsc`
+    SalesPrediction,
+    /// `product_recommendations.avsc`
+    Recommendations,
 }
 
 impl SchemaKind {
     /// Every kind.
-    pub const ALL: [SchemaKind; 7] = [
+    pub const ALL: [SchemaKind; 9] = [
         SchemaKind::ProductSale,
         SchemaKind::Product,
         SchemaKind::WindowedSales,
@@ -42,6 +46,8 @@ impl SchemaKind {
         SchemaKind::TopProducts,
         SchemaKind::LowStockAlert,
         SchemaKind::SegmentSales,
+        SchemaKind::SalesPrediction,
+        SchemaKind::Recommendations,
     ];
 
     /// The schema's file name under `data/avro/`.
@@ -54,6 +60,8 @@ impl SchemaKind {
             SchemaKind::TopProducts => "top_products.avsc",
             SchemaKind::LowStockAlert => "low_stock_alert.avsc",
             SchemaKind::SegmentSales => "segment_sales.avsc",
+            SchemaKind::SalesPrediction => "sales_prediction.avsc",
+            SchemaKind::Recommendations => "product_recommendations.avsc",
         }
     }
 
@@ -69,6 +77,12 @@ impl SchemaKind {
             SchemaKind::TopProducts => include_str!("../../../data/avro/top_products.avsc"),
             SchemaKind::LowStockAlert => include_str!("../../../data/avro/low_stock_alert.avsc"),
             SchemaKind::SegmentSales => include_str!("../../../data/avro/segment_sales.avsc"),
+            SchemaKind::SalesPrediction => {
+                include_str!("../../../data/avro/sales_prediction.avsc")
+            }
+            SchemaKind::Recommendations => {
+                include_str!("../../../data/avro/product_recommendations.avsc")
+            }
         }
     }
 
@@ -193,6 +207,11 @@ impl Registry {
                         (SchemaKind::TopProducts, t.top_products.as_str()),
                         (SchemaKind::LowStockAlert, t.low_stock_alerts.as_str()),
                         (SchemaKind::SegmentSales, t.customer_segment_sales.as_str()),
+                        (SchemaKind::SalesPrediction, t.sales_predictions.as_str()),
+                        (
+                            SchemaKind::Recommendations,
+                            t.product_recommendations.as_str(),
+                        ),
                     ],
                 )
                 .await
@@ -281,6 +300,11 @@ impl Writer {
             start += 1;
         }
         self.bytes(&be[start..]);
+    }
+
+    /// `double` (8 bytes, little-endian).
+    pub fn double(&mut self, v: f64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
     /// `int` (zig-zag varint, as `long`).

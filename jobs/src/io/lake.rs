@@ -123,6 +123,45 @@ impl Lake {
         }
     }
 
+    /// Every object under the folder `rel` (recursively): its path relative to the lake root
+    /// and its size, sorted by path.
+    pub async fn list(&self, rel: &str) -> Result<Vec<(String, u64)>> {
+        use futures::TryStreamExt;
+        let prefix = self.path(rel);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(self.err(format!("list {rel}")))?;
+        let root = self.prefix.as_ref();
+        let mut out: Vec<(String, u64)> = metas
+            .into_iter()
+            .map(|m| {
+                let p = m.location.as_ref();
+                let p = p.strip_prefix(root).unwrap_or(p).trim_start_matches('/');
+                (p.to_string(), m.size)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes every object under the folder `rel`.
+    pub async fn delete_folder(&self, rel: &str) -> Result<()> {
+        for (path, _) in self.list(rel).await? {
+            self.delete(&path).await?;
+        }
+        Ok(())
+    }
+
+    /// The URL of `rel` as polars and DuckDB address it: `s3://bucket/prefix/rel` or a
+    /// local path.
+    pub fn url_of(&self, rel: &str) -> String {
+        let base = self.url.strip_prefix("file://").unwrap_or(&self.url);
+        format!("{}/{}", base.trim_end_matches('/'), rel)
+    }
+
     /// Writes, reads back and deletes a probe object: fails early with a clear error when
     /// the lake is unreachable or not writable.
     pub async fn healthcheck(&self) -> Result<()> {

@@ -1,0 +1,145 @@
+//! Benchmark harness for `models::als` (used by `scripts/bench-als`; not part of `jobs`).
+//!
+//! `bench_als movielens FILE.inter OUT_DIR FACTORS REG ALPHA ITERS` reads MovieLens-100k as
+//! RecBole ships it, makes the seeded 80/20 split every contender uses (`OUT_DIR/train.tsv`,
+//! `test.tsv`), fits, and writes the top 10 per user (bought items left out) to
+//! `OUT_DIR/recs_jobs.tsv`; prints the fit time as JSON.
+//!
+//! `bench_als synthetic USERS ITEMS NNZ FACTORS ITERS` fits a random matrix with popularity
+//! skew of that shape and prints the fit time and peak RSS as JSON.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use models::als::{self, Interactions, Params};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> T {
+    args.get(i)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("argument {i}: {what}"))
+}
+
+fn movielens(args: &[String]) {
+    let text = std::fs::read_to_string(&args[2]).expect("read the .inter file");
+    let out = std::path::Path::new(&args[3]);
+    std::fs::create_dir_all(out).unwrap();
+    let params = Params {
+        factors: arg(args, 4, "factors"),
+        regularization: arg(args, 5, "regularization"),
+        alpha: arg(args, 6, "alpha"),
+        iterations: arg(args, 7, "iterations"),
+        ..Params::default()
+    };
+    let mut users = std::collections::BTreeMap::new();
+    let mut items = std::collections::BTreeMap::new();
+    let mut raw = Vec::new();
+    for line in text.lines().skip(1) {
+        let mut f = line.split('\t');
+        let (Some(u), Some(i)) = (f.next(), f.next()) else {
+            continue;
+        };
+        raw.push((u.to_string(), i.to_string()));
+        let n = users.len();
+        users.entry(u.to_string()).or_insert(n as u32);
+        let n = items.len();
+        items.entry(i.to_string()).or_insert(n as u32);
+    }
+    let triplets: Vec<(u32, u32, f32)> =
+        raw.iter().map(|(u, i)| (users[u], items[i], 1.0)).collect();
+    let data = Interactions::from_triplets(users.len(), items.len(), &triplets).unwrap();
+    let (train, test) = als::holdout(&data, 0.2, 42);
+    let mut tr = String::new();
+    let mut te = String::new();
+    for u in 0..train.rows() {
+        for i in train.row(u).0 {
+            writeln!(tr, "{u}\t{i}").unwrap();
+        }
+        for i in &test[u] {
+            writeln!(te, "{u}\t{i}").unwrap();
+        }
+    }
+    std::fs::write(out.join("train.tsv"), tr).unwrap();
+    std::fs::write(out.join("test.tsv"), te).unwrap();
+    let t = Instant::now();
+    let model = als::fit(&params, &train, |_| {}).unwrap();
+    let fit_seconds = t.elapsed().as_secs_f64();
+    let mut recs = String::new();
+    for u in 0..train.rows() {
+        for (rank, (i, _)) in model
+            .recommend(u, train.row(u).0, 10, false)
+            .iter()
+            .enumerate()
+        {
+            writeln!(recs, "{u}\t{i}\t{}", rank + 1).unwrap();
+        }
+    }
+    std::fs::write(out.join("recs_jobs.tsv"), recs).unwrap();
+    println!(
+        "{{\"users\": {}, \"items\": {}, \"train\": {}, \"fit_seconds\": {fit_seconds:.4}, \"threads\": {}}}",
+        train.rows(),
+        train.cols(),
+        train.nnz(),
+        rayon::current_num_threads()
+    );
+}
+
+fn synthetic(args: &[String]) {
+    let (users, items, nnz): (usize, usize, usize) = (
+        arg(args, 2, "users"),
+        arg(args, 3, "items"),
+        arg(args, 4, "nnz"),
+    );
+    let params = Params {
+        factors: arg(args, 5, "factors"),
+        iterations: arg(args, 6, "iterations"),
+        ..Params::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    // Item popularity ~ Zipf-like: index = items * u^2 skews towards low ids.
+    let t = Instant::now();
+    let triplets: Vec<(u32, u32, f32)> = (0..nnz)
+        .map(|_| {
+            let u = rng.random_range(0..users) as u32;
+            let x: f64 = rng.random();
+            let i = ((x * x) * items as f64) as u32;
+            (u, i.min(items as u32 - 1), 1.0)
+        })
+        .collect();
+    let data = Interactions::from_triplets(users, items, &triplets).unwrap();
+    drop(triplets);
+    let build_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let model = als::fit(&params, &data, |_| {}).unwrap();
+    let fit_seconds = t.elapsed().as_secs_f64();
+    std::hint::black_box(&model);
+    println!(
+        "{{\"users\": {users}, \"items\": {items}, \"nonzero\": {}, \"factors\": {}, \"iterations\": {}, \"build_seconds\": {build_seconds:.2}, \"fit_seconds\": {fit_seconds:.2}, \"peak_rss_mib\": {:.0}, \"threads\": {}}}",
+        data.nnz(),
+        params.factors,
+        params.iterations,
+        peak_rss_mib(),
+        rayon::current_num_threads()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("movielens") => movielens(&args),
+        Some("synthetic") => synthetic(&args),
+        _ => eprintln!(
+            "usage: bench_als movielens FILE OUT FACTORS REG ALPHA ITERS | synthetic USERS ITEMS NNZ FACTORS ITERS"
+        ),
+    }
+}

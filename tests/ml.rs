@@ -1,0 +1,283 @@
+//! `jobs forecast` and `jobs recommend` end to end on the real stack: a generated shop goes
+//! through ingest and stream into the lake; the batch jobs read it with polars and publish;
+//! outside clients (confluent-kafka + fastavro, DuckDB) read every output back.
+
+mod common;
+
+use common::{Backend, Env, python};
+use serde_json::Value;
+
+const RUN_DATE: &str = "2026-11-20";
+const SINCE: &str = "2026-08-01";
+
+/// 100 days of a shop ending at the run date, through ingest and stream into the lake.
+fn shop() -> Env {
+    let env = Env::new(Backend::Sqlite);
+    env.jobs(&["init"]);
+    env.jobs(&[
+        "generate",
+        "--days",
+        "100",
+        "--orders",
+        "30000",
+        "--customers",
+        "2000",
+        "--until",
+        "2026-11-20T00:00:00Z",
+        "--seed",
+        "5",
+    ]);
+    env.jobs(&["ingest", "--once"]);
+    let out = env
+        .cmd(&["stream", "--until-idle"])
+        .env("JOBS_STREAM__FEATURES", "[]")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    env
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
+    let env = shop();
+    let lake = env.lake();
+    let forecast = ["forecast", "--run-date", RUN_DATE, "--since", SINCE];
+    let out = env.jobs(&forecast);
+    assert!(stdout(&out).contains("forecast "), "{}", stdout(&out));
+    let f = python(&[
+        "tests/py/ml_check.py",
+        "forecast",
+        &lake,
+        common::BROKERS,
+        &env.topic("predictions"),
+        RUN_DATE,
+        SINCE,
+    ]);
+    let kafka = f["kafka"].as_array().unwrap();
+    let last_week = f["last_week"].as_object().unwrap();
+    // One message per product that sold in range and day of the horizon.
+    let products = f["manifest"]["metrics"]["products"].as_u64().unwrap() as usize;
+    assert!(products >= 20, "{products} products");
+    assert_eq!(kafka.len(), products * 7);
+    // The lake holds exactly what Kafka got.
+    assert_eq!(f["lake"], f["kafka"]);
+    let dates: std::collections::BTreeSet<&str> =
+        kafka.iter().map(|r| r[1].as_str().unwrap()).collect();
+    assert_eq!(dates.len(), 7);
+    assert_eq!(dates.first(), Some(&"2026-11-20"));
+    assert_eq!(dates.last(), Some(&"2026-11-26"));
+    let version = kafka[0][4].as_str().unwrap().to_string();
+    assert!(version.starts_with("ols-20261120-"), "{version}");
+    assert!(
+        kafka
+            .iter()
+            .all(|r| r[4] == version.as_str() && r[5] == RUN_DATE)
+    );
+    assert!(kafka.iter().all(|r| r[2].as_f64().unwrap() >= 0.0));
+    // 100 days of history: every product that sells has a model, none falls back.
+    assert!(kafka.iter().all(|r| r[3] == "ols"), "{kafka:?}");
+    // Forecasts are on the scale of recent sales: the next 7 days of all products together
+    // within 40% of the last 7 days.
+    let next: f64 = kafka.iter().map(|r| r[2].as_f64().unwrap()).sum();
+    let last: f64 = last_week.values().map(|v| v.as_f64().unwrap()).sum();
+    assert!(
+        (next / last - 1.0).abs() < 0.4,
+        "next week {next:.0} vs last week {last:.0}"
+    );
+    // The manifest traces the inputs: every row read, by file.
+    let m = &f["manifest"];
+    let rows: u64 = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, f["history_rows"].as_u64().unwrap());
+    assert_eq!(m["model_version"], version.as_str());
+    assert_eq!(m["dates"]["since"], SINCE);
+    assert_eq!(m["features"].as_array().unwrap().len(), 15);
+    assert!(m["rerun"].as_str().unwrap().contains("--since 2026-08-01"));
+
+    // The same inputs give the same version and the same numbers, and the run folder is
+    // replaced, not doubled.
+    env.jobs(&forecast);
+    let again = python(&[
+        "tests/py/ml_check.py",
+        "forecast",
+        &lake,
+        common::BROKERS,
+        &env.topic("predictions"),
+        RUN_DATE,
+        SINCE,
+    ]);
+    assert_eq!(again["lake"], f["lake"]);
+
+    // Backtest: every model against seasonal naive, per product and overall.
+    let out = env.jobs(&[
+        "forecast",
+        "--run-date",
+        RUN_DATE,
+        "--since",
+        SINCE,
+        "--evaluate",
+        "--holdout-days",
+        "14",
+    ]);
+    let text = stdout(&out);
+    for line in ["overall over", "ols ", "poisson ", "seasonal_naive "] {
+        assert!(text.contains(line), "{line:?} missing in:\n{text}");
+    }
+
+    // Recommendations.
+    let out = env.jobs(&["recommend", "--run-date", RUN_DATE, "--since", SINCE]);
+    assert!(stdout(&out).contains("recommended for"), "{}", stdout(&out));
+    let r = python(&[
+        "tests/py/ml_check.py",
+        "recommend",
+        &lake,
+        common::BROKERS,
+        &env.topic("recommendations"),
+        RUN_DATE,
+        SINCE,
+    ]);
+    assert_eq!(r["lake"], r["kafka"]);
+    let lists = r["kafka"].as_object().unwrap();
+    let bought = r["bought"].as_object().unwrap();
+    // One list per customer who bought something, plus the cold-start list.
+    assert_eq!(lists.len(), bought.len() + 1);
+    let catalogue = r["popular"].as_array().unwrap().len();
+    for (customer, list) in lists {
+        let list = list.as_array().unwrap();
+        let mine: Vec<&Value> = match bought.get(customer) {
+            Some(b) => b.as_array().unwrap().iter().collect(),
+            None => vec![],
+        };
+        // Five, unless the customer bought nearly everything.
+        let want = 5.min(catalogue - mine.len());
+        let ranks: Vec<u64> = list.iter().map(|p| p[0].as_u64().unwrap()).collect();
+        assert_eq!(
+            ranks,
+            (1..=want as u64).collect::<Vec<_>>(),
+            "customer {customer}"
+        );
+        if customer == "cold_start" {
+            continue;
+        }
+        for p in list {
+            assert!(
+                !mine.contains(&&p[1]),
+                "customer {customer} already bought {}",
+                p[1]
+            );
+        }
+        let scores: Vec<f64> = list.iter().map(|p| p[2].as_f64().unwrap()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    }
+    // The cold-start list is the popularity order DuckDB computes on its own.
+    let cold: Vec<&Value> = lists["cold_start"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p[1])
+        .collect();
+    let popular: Vec<&Value> = r["popular"].as_array().unwrap().iter().take(5).collect();
+    assert_eq!(cold, popular);
+    assert!(
+        lists["cold_start"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p[3] == "popular")
+    );
+    assert_eq!(r["manifest"]["hyperparameters"]["seed"], 42);
+
+    // --include-bought lets a customer's own purchases back in.
+    env.jobs(&[
+        "recommend",
+        "--run-date",
+        RUN_DATE,
+        "--since",
+        SINCE,
+        "--include-bought",
+    ]);
+    let r2 = python(&[
+        "tests/py/ml_check.py",
+        "recommend",
+        &lake,
+        common::BROKERS,
+        &env.topic("recommendations"),
+        RUN_DATE,
+        SINCE,
+    ]);
+    let repeats = r2["lake"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(c, _)| c.as_str() != "cold_start")
+        .flat_map(|(c, l)| {
+            let mine = bought[c.as_str()].as_array().unwrap().clone();
+            l.as_array()
+                .unwrap()
+                .iter()
+                .filter(move |p| mine.contains(&p[1]))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .count();
+    assert!(
+        repeats > 0,
+        "with --include-bought some recommendations were bought before"
+    );
+
+    // Evaluation: ALS against popularity on a seeded split.
+    let out = env.jobs(&[
+        "recommend",
+        "--run-date",
+        RUN_DATE,
+        "--since",
+        SINCE,
+        "--evaluate",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("als ") && text.contains("popularity "),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_history_is_one_clear_line_and_publishes_nothing() {
+    let env = Env::new(Backend::Sqlite);
+    env.jobs(&["init"]);
+    for job in ["forecast", "recommend"] {
+        let out = env.cmd(&[job, "--run-date", RUN_DATE]).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no sales history under") && err.contains("run `jobs stream` first"),
+            "{job}: {err}"
+        );
+        assert_eq!(
+            err.trim()
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .count(),
+            1,
+            "{err}"
+        );
+    }
+    for topic in ["predictions", "recommendations"] {
+        let n = python(&[
+            "tests/py/ml_check.py",
+            "count",
+            common::BROKERS,
+            &env.topic(topic),
+        ]);
+        assert_eq!(n["messages"], 0, "{topic}");
+    }
+    assert!(!std::path::Path::new(&env.lake()).join("forecasts").exists());
+}

@@ -299,6 +299,9 @@ fn fit_all(series: Vec<(i64, Series)>, chosen: Method, horizon: u32) -> Vec<Prod
     out
 }
 
+/// A product's backtest row and, per method, its absolute error and sMAPE.
+type Scored = (EvalRow, Vec<(f64, f64)>);
+
 const EVAL_METHODS: [Method; 3] = [Method::Ols, Method::Poisson, Method::SeasonalNaive];
 
 /// Backtests every method on the last `holdout` days of each product.
@@ -312,7 +315,7 @@ pub fn evaluate(
         return Err(Error::Config("--holdout-days must be at least 1".into()));
     }
     let bar = super::progress(series.len() as u64, "backtest");
-    let rows: Vec<Option<(EvalRow, Vec<(f64, f64)>)>> = series
+    let rows: Vec<Option<Scored>> = series
         .par_iter()
         .map(|(id, s)| {
             bar.inc(1);
@@ -355,7 +358,7 @@ pub fn evaluate(
         .collect();
     bar.finish_and_clear();
     let skipped = rows.iter().filter(|r| r.is_none()).count();
-    let rows: Vec<(EvalRow, Vec<(f64, f64)>)> = rows.into_iter().flatten().collect();
+    let rows: Vec<Scored> = rows.into_iter().flatten().collect();
     if rows.is_empty() {
         return Err(Error::NoHistory(format!(
             "no product has {} days of history (the {holdout} held-out days plus {} to train on): lower --holdout-days or widen --since",

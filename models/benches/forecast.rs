@@ -1,7 +1,8 @@
-//! Benchmark harness for `models::forecast` (used by `scripts/bench-forecast`; not part of
-//! `jobs`).
+//! Benchmark harness for `models::forecast`, run by `scripts/bench-forecast` as
+//! `cargo bench -p models --bench forecast -- ...` (the library stays free of IO; this
+//! harness writes the benchmark's files).
 //!
-//! `bench_forecast PRODUCTS DAYS OUT_DIR` makes a seeded synthetic history (weekly pattern,
+//! `forecast PRODUCTS DAYS OUT_DIR` makes a seeded synthetic history (weekly pattern,
 //! trend, price changes with elasticity, Poisson noise), holds out each product's last 7
 //! days, fits one OLS model per product on the rest and scores one-step-ahead forecasts of
 //! the held-out days (features from the true history, as a feature-table model such as
@@ -45,7 +46,7 @@ fn synthetic(products: usize, days: usize) -> Vec<Series> {
             let level = (rng.random::<f64>() * 3.5).exp(); // 1 .. 33 units a day
             let trend = rng.random_range(-0.4..0.8) / days as f64;
             let weekly: Vec<f64> = (0..7).map(|_| rng.random_range(0.7..1.4)).collect();
-            let list = rng.random_range(5.0..1500.0);
+            let list: f64 = rng.random_range(5.0..1500.0);
             let mut price = list;
             let mut q = Vec::with_capacity(days);
             let mut pr = Vec::with_capacity(days);
@@ -94,7 +95,8 @@ fn table(rows: &[(i64, [f64; N], f64)]) -> RecordBatch {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` appends `--bench`.
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
     let products: usize = args[1].parse().unwrap();
     let days: usize = args[2].parse().unwrap();
     let out = std::path::Path::new(&args[3]);
@@ -144,8 +146,11 @@ fn main() {
         }
     }
     for (name, rows) in [("train.parquet", &train_rows), ("test.parquet", &test_rows)] {
-        let bytes = jobs::io::lake::parquet_bytes(&[table(rows)]).unwrap();
-        std::fs::write(out.join(name), bytes).unwrap();
+        let batch = table(rows);
+        let file = std::fs::File::create(out.join(name)).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
     }
     println!(
         "{{\"products\": {products}, \"days\": {days}, \"train_rows\": {}, \"test_rows\": {}, \"fit_predict_seconds\": {seconds:.3}, \"wape_one_step\": {:.4}, \"wape_recursive_7d\": {:.4}, \"threads\": {}}}",

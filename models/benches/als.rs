@@ -1,11 +1,13 @@
-//! Benchmark harness for `models::als` (used by `scripts/bench-als`; not part of `jobs`).
+//! Benchmark harness for `models::als`, run by `scripts/bench-als` as
+//! `cargo bench -p models --bench als -- ...` (the library stays free of IO; this harness
+//! reads and writes the benchmark's files).
 //!
-//! `bench_als movielens FILE.inter OUT_DIR FACTORS REG ALPHA ITERS` reads MovieLens-100k as
+//! `als movielens FILE.inter OUT_DIR FACTORS REG ALPHA ITERS` reads MovieLens-100k as
 //! RecBole ships it, makes the seeded 80/20 split every contender uses (`OUT_DIR/train.tsv`,
 //! `test.tsv`), fits, and writes the top 10 per user (bought items left out) to
 //! `OUT_DIR/recs_jobs.tsv`; prints the fit time as JSON.
 //!
-//! `bench_als synthetic USERS ITEMS NNZ FACTORS ITERS` fits a random matrix with popularity
+//! `als synthetic USERS ITEMS NNZ FACTORS ITERS` fits a random matrix with popularity
 //! skew of that shape and prints the fit time and peak RSS as JSON.
 
 use std::fmt::Write as _;
@@ -61,11 +63,11 @@ fn movielens(args: &[String]) {
     let (train, test) = als::holdout(&data, 0.2, 42);
     let mut tr = String::new();
     let mut te = String::new();
-    for u in 0..train.rows() {
+    for (u, held) in test.iter().enumerate() {
         for i in train.row(u).0 {
             writeln!(tr, "{u}\t{i}").unwrap();
         }
-        for i in &test[u] {
+        for i in held {
             writeln!(te, "{u}\t{i}").unwrap();
         }
     }
@@ -134,12 +136,13 @@ fn synthetic(args: &[String]) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` appends `--bench`.
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
     match args.get(1).map(String::as_str) {
         Some("movielens") => movielens(&args),
         Some("synthetic") => synthetic(&args),
         _ => eprintln!(
-            "usage: bench_als movielens FILE OUT FACTORS REG ALPHA ITERS | synthetic USERS ITEMS NNZ FACTORS ITERS"
+            "usage: als movielens FILE OUT FACTORS REG ALPHA ITERS | synthetic USERS ITEMS NNZ FACTORS ITERS"
         ),
     }
 }

@@ -146,9 +146,9 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
-            factors: 64,
-            regularization: 0.05,
-            alpha: 2.0,
+            factors: 32,
+            regularization: 20.0,
+            alpha: 3.0,
             iterations: 15,
             cg_steps: 3,
             seed: 42,
@@ -452,6 +452,8 @@ mod tests {
     fn small_params() -> Params {
         Params {
             factors: 8,
+            regularization: 0.05,
+            alpha: 2.0,
             iterations: 10,
             ..Params::default()
         }

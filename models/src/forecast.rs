@@ -193,6 +193,9 @@ fn poisson_irls(x: &Array2<f64>, y: &[f64]) -> Result<(Vec<f64>, f64)> {
     let mut beta = vec![0.0; k + 1];
     beta[0] = (mean_y + 1e-3).ln();
     for _ in 0..100 {
+        if beta.iter().any(|b| !b.is_finite() || b.abs() > 1e6) {
+            break;
+        }
         let mut a = vec![0.0; (k + 1) * (k + 1)];
         let mut b = vec![0.0; k + 1];
         let mut xi = vec![1.0; k + 1];
@@ -223,10 +226,13 @@ fn poisson_irls(x: &Array2<f64>, y: &[f64]) -> Result<(Vec<f64>, f64)> {
             .fold(0.0, f64::max);
         beta = next;
         if change < 1e-9 {
-            break;
+            return Ok((beta[1..].to_vec(), beta[0]));
         }
     }
-    Ok((beta[1..].to_vec(), beta[0]))
+    Err(Error::Fit {
+        model: "poisson",
+        reason: "IRLS did not converge in 100 iterations".into(),
+    })
 }
 
 /// Solves `a x = b` for a symmetric positive-definite `a` given by its lower triangle
@@ -270,19 +276,32 @@ pub fn predict(model: &Fitted, series: &Series, horizon: usize, price: f64) -> V
     let mut q = series.quantity.clone();
     let mut p = series.price.clone();
     p.resize(n + horizon, price);
+    let cap = ceiling(&series.quantity);
     let mut x = [0.0; N];
     for t in n..n + horizon {
         features::row(&q, &p, series.first_day, t, &mut x);
         let y = model.eval(&x);
-        q.push(if y.is_finite() { y.max(0.0) } else { 0.0 });
+        q.push(if y.is_finite() {
+            y.clamp(0.0, cap)
+        } else {
+            0.0
+        });
     }
     q.split_off(n)
+}
+
+/// The most a forecast day may predict: three times the best day of the history, plus one.
+/// A recursive forecast feeds on itself; the ceiling keeps a model that extrapolates badly
+/// (a log link on a sparse series, say) from compounding into nonsense.
+pub fn ceiling(history: &[f64]) -> f64 {
+    3.0 * history.iter().copied().fold(0.0, f64::max) + 1.0
 }
 
 /// One-step-ahead fitted values of the training days (from [`WARMUP`] on), each from the
 /// true history before it: what in-sample metrics compare against `series.quantity[WARMUP..]`.
 pub fn fitted(model: &Fitted, series: &Series) -> Vec<f64> {
     let mut x = [0.0; N];
+    let cap = ceiling(&series.quantity);
     (WARMUP..series.len())
         .map(|t| {
             if model.method == Method::SeasonalNaive {
@@ -290,7 +309,11 @@ pub fn fitted(model: &Fitted, series: &Series) -> Vec<f64> {
             }
             features::row(&series.quantity, &series.price, series.first_day, t, &mut x);
             let y = model.eval(&x);
-            if y.is_finite() { y.max(0.0) } else { 0.0 }
+            if y.is_finite() {
+                y.clamp(0.0, cap)
+            } else {
+                0.0
+            }
         })
         .collect()
 }
@@ -459,8 +482,10 @@ mod tests {
         let m = fit(&s, Method::Ols).unwrap();
         let f = fitted(&m, &s);
         assert_eq!(f.len(), 200 - WARMUP);
+        // Exact where the truth is a possible demand; a negative truth is clamped to 0.
         for (a, b) in f.iter().zip(&s.quantity[WARMUP..]) {
-            assert!((a - b).abs() < 1e-6);
+            let want = b.max(0.0);
+            assert!((a - want).abs() < 1e-6 * want.abs().max(1.0), "{a} vs {b}");
         }
         let naive = fitted(&Fitted::naive(), &s);
         assert_eq!(naive[0], s.quantity[WARMUP - 7]);
@@ -496,6 +521,25 @@ mod tests {
         let f = predict(&m, &s, 30, 1.0);
         assert!(f.iter().all(|v| *v >= 0.0), "{f:?}");
         assert!(f[0] > 0.0 && f[29] == 0.0, "{f:?}");
+    }
+
+    #[test]
+    fn a_sparse_series_cannot_explode() {
+        // Mostly zeros with rare sales: a log-link model extrapolates wildly, if it fits.
+        let q: Vec<f64> = (0..120)
+            .map(|d| if d % 17 == 0 { 3.0 } else { 0.0 })
+            .collect();
+        let s = Series {
+            first_day: 0,
+            price: vec![2.0; q.len()],
+            quantity: q,
+        };
+        for m in [Method::Ols, Method::Poisson] {
+            if let Ok(model) = fit(&s, m) {
+                let f = predict(&model, &s, 30, 2.0);
+                assert!(f.iter().all(|v| (0.0..=10.0).contains(v)), "{m:?}: {f:?}");
+            }
+        }
     }
 
     #[test]

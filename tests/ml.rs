@@ -37,6 +37,19 @@ fn shop() -> Env {
     env
 }
 
+/// What `tests/py/ml_check.py` reads back of a job's outputs (topic and lake).
+fn check(env: &Env, job: &str, topic: &str) -> Value {
+    python(&[
+        "tests/py/ml_check.py",
+        job,
+        &env.lake(),
+        common::BROKERS,
+        &env.topic(topic),
+        RUN_DATE,
+        SINCE,
+    ])
+}
+
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -44,19 +57,10 @@ fn stdout(o: &std::process::Output) -> String {
 #[test]
 fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
     let env = shop();
-    let lake = env.lake();
     let forecast = ["forecast", "--run-date", RUN_DATE, "--since", SINCE];
     let out = env.jobs(&forecast);
     assert!(stdout(&out).contains("forecast "), "{}", stdout(&out));
-    let f = python(&[
-        "tests/py/ml_check.py",
-        "forecast",
-        &lake,
-        common::BROKERS,
-        &env.topic("predictions"),
-        RUN_DATE,
-        SINCE,
-    ]);
+    let f = check(&env, "forecast", "predictions");
     let kafka = f["kafka"].as_array().unwrap();
     let last_week = f["last_week"].as_object().unwrap();
     // One message per product that sold in range and day of the horizon.
@@ -105,15 +109,7 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
     // The same inputs give the same version and the same numbers, and the run folder is
     // replaced, not doubled.
     env.jobs(&forecast);
-    let again = python(&[
-        "tests/py/ml_check.py",
-        "forecast",
-        &lake,
-        common::BROKERS,
-        &env.topic("predictions"),
-        RUN_DATE,
-        SINCE,
-    ]);
+    let again = check(&env, "forecast", "predictions");
     assert_eq!(again["lake"], f["lake"]);
 
     // Backtest: every model against seasonal naive, per product and overall.
@@ -135,15 +131,7 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
     // Recommendations.
     let out = env.jobs(&["recommend", "--run-date", RUN_DATE, "--since", SINCE]);
     assert!(stdout(&out).contains("recommended for"), "{}", stdout(&out));
-    let r = python(&[
-        "tests/py/ml_check.py",
-        "recommend",
-        &lake,
-        common::BROKERS,
-        &env.topic("recommendations"),
-        RUN_DATE,
-        SINCE,
-    ]);
+    let r = check(&env, "recommend", "recommendations");
     assert_eq!(r["lake"], r["kafka"]);
     let lists = r["kafka"].as_object().unwrap();
     let bought = r["bought"].as_object().unwrap();
@@ -204,15 +192,7 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
         SINCE,
         "--include-bought",
     ]);
-    let r2 = python(&[
-        "tests/py/ml_check.py",
-        "recommend",
-        &lake,
-        common::BROKERS,
-        &env.topic("recommendations"),
-        RUN_DATE,
-        SINCE,
-    ]);
+    let r2 = check(&env, "recommend", "recommendations");
     let repeats = r2["lake"]
         .as_object()
         .unwrap()

@@ -24,7 +24,7 @@ use super::{Dates, Manifest, Published, date_of, day_number};
 use crate::config::{Config, ForecastModel, OutputFormat};
 use crate::io::avro::{Registry, SchemaKind, Writer};
 use crate::io::kafka::TopicSpec;
-use crate::io::lake::{self, Lake};
+use crate::io::lake::Lake;
 use crate::{Error, Result};
 
 /// Flags of `jobs forecast`; `None` takes the config's value.
@@ -177,18 +177,9 @@ pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
     // 3. Publish: the lake, Kafka, then the manifest.
     let dir = format!("forecasts/run_date={}", dates.run_date);
     let batch = lake_batch(&fits, &daily.products, &dates, &version)?;
-    let mut published = Published {
-        files: super::write_run(
-            &lake,
-            &dir,
-            vec![("part-0.parquet".into(), lake::parquet_bytes(&[batch])?)],
-        )
-        .await?,
-        topic: cfg.topics.sales_predictions.clone(),
-        messages: 0,
-    };
-    let registry = Registry::for_config(cfg).await?;
-    let schema_id = registry.id(SchemaKind::SalesPrediction)?;
+    let schema_id = Registry::for_config(cfg)
+        .await?
+        .id(SchemaKind::SalesPrediction)?;
     let messages = messages(
         &fits,
         &daily.products,
@@ -202,11 +193,7 @@ pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
         partitions: cfg.kafka.partitions,
         configs: vec![],
     };
-    let cfg2 = cfg.clone();
-    published.messages =
-        tokio::task::spawn_blocking(move || super::publish(&cfg2, &topic, &messages))
-            .await
-            .map_err(|e| Error::Internal(format!("publish task: {e}")))??;
+    let mut published = super::publish_outputs(cfg, &lake, &dir, batch, topic, messages).await?;
     let manifest = Manifest {
         job: "forecast",
         program: format!("jobs {}", env!("CARGO_PKG_VERSION")),

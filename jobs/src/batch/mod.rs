@@ -175,7 +175,32 @@ pub fn publish(cfg: &Config, topic: &TopicSpec, messages: &[(String, Vec<u8>)]) 
     Ok(messages.len() as u64)
 }
 
-/// Replaces the run folder `dir` with `files` (Parquet) and, last, the manifest.
+/// A run's outputs before its manifest: replaces the run folder `dir` with `batch` as
+/// `part-0.parquet`, then sends `messages` to `topic` and waits until the broker acknowledged
+/// every one.
+pub async fn publish_outputs(
+    cfg: &Config,
+    lake: &Lake,
+    dir: &str,
+    batch: arrow_array::RecordBatch,
+    topic: TopicSpec,
+    messages: Vec<(String, Vec<u8>)>,
+) -> Result<Published> {
+    let parquet = crate::io::lake::parquet_bytes(&[batch])?;
+    let files = write_run(lake, dir, vec![("part-0.parquet".into(), parquet)]).await?;
+    let name = topic.name.clone();
+    let cfg = cfg.clone();
+    let messages = tokio::task::spawn_blocking(move || publish(&cfg, &topic, &messages))
+        .await
+        .map_err(|e| Error::Internal(format!("publish task: {e}")))??;
+    Ok(Published {
+        files,
+        topic: name,
+        messages,
+    })
+}
+
+/// Replaces the run folder `dir` with `files`.
 pub async fn write_run(
     lake: &Lake,
     dir: &str,

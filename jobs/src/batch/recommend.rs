@@ -21,7 +21,7 @@ use super::{Dates, Manifest, Published, day_number};
 use crate::config::{Config, OutputFormat};
 use crate::io::avro::{Registry, SchemaKind, Writer};
 use crate::io::kafka::TopicSpec;
-use crate::io::lake::{self, Lake};
+use crate::io::lake::Lake;
 use crate::{Error, Result};
 
 /// Flags of `jobs recommend`; `None` takes the config's value.
@@ -285,16 +285,6 @@ pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
     // 3. Publish: the lake, Kafka, then the manifest.
     let dir = format!("recommendations/run_date={}", dates.run_date);
     let batch = lake_batch(&m, &lists, &cold, &purchases.products, &version)?;
-    let mut published = Published {
-        files: super::write_run(
-            &lake,
-            &dir,
-            vec![("part-0.parquet".into(), lake::parquet_bytes(&[batch])?)],
-        )
-        .await?,
-        topic: cfg.topics.product_recommendations.clone(),
-        messages: 0,
-    };
     let schema_id = Registry::for_config(cfg)
         .await?
         .id(SchemaKind::Recommendations)?;
@@ -313,11 +303,7 @@ pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
         partitions: cfg.kafka.partitions,
         configs: vec![("cleanup.policy", "compact")],
     };
-    let cfg2 = cfg.clone();
-    published.messages =
-        tokio::task::spawn_blocking(move || super::publish(&cfg2, &topic, &messages))
-            .await
-            .map_err(|e| Error::Internal(format!("publish task: {e}")))??;
+    let mut published = super::publish_outputs(cfg, &lake, &dir, batch, topic, messages).await?;
     let from_als = lists.iter().flatten().filter(|r| r.source == "als").count();
     let manifest = Manifest {
         job: "recommend",

@@ -162,6 +162,9 @@ pub struct RecommendConfig {
     pub factors: usize,
     /// L2 regularisation.
     pub regularization: f32,
+    /// Scale the regularisation by each customer's and product's number of purchases
+    /// (ALS-WR, as Spark does); then `regularization` is per purchase.
+    pub scale_regularization: bool,
     /// Confidence per unit bought: `1 + alpha * quantity`.
     pub alpha: f32,
     /// ALS iterations.
@@ -181,6 +184,7 @@ impl Default for RecommendConfig {
             include_bought: false,
             factors: p.factors,
             regularization: p.regularization,
+            scale_regularization: p.scale_regularization,
             alpha: p.alpha,
             iterations: p.iterations,
             cg_steps: p.cg_steps,

@@ -41,6 +41,8 @@ fn movielens(args: &[String]) {
         regularization: arg(args, 5, "regularization"),
         alpha: arg(args, 6, "alpha"),
         iterations: arg(args, 7, "iterations"),
+        // ALS_WR=0: lambda not scaled by each row's count (the default scales, as Spark does).
+        scale_regularization: std::env::var("ALS_WR").map_or(true, |v| v != "0"),
         ..Params::default()
     };
     let mut users = std::collections::BTreeMap::new();

@@ -132,6 +132,7 @@ fn params(cfg: &Config) -> Params {
     Params {
         factors: r.factors,
         regularization: r.regularization,
+        scale_regularization: r.scale_regularization,
         alpha: r.alpha,
         iterations: r.iterations,
         cg_steps: r.cg_steps,

@@ -402,6 +402,21 @@ impl Als {
     }
 }
 
+impl Als {
+    /// Every customer's `k` best products (ids only, best first), leaving out what that row of
+    /// `seen` holds: the lists a held-out evaluation scores.
+    pub fn ranked_lists(&self, seen: &Interactions, k: usize) -> Vec<Vec<u32>> {
+        (0..seen.rows())
+            .map(|u| {
+                self.recommend(u, seen.row(u).0, k, false)
+                    .into_iter()
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// The `k` highest scores, best first with ties broken by lower index, skipping `exclude`
 /// (ascending).
 pub fn top_k(scores: &[f32], exclude: &[u32], k: usize) -> Vec<(u32, f32)> {
@@ -542,15 +557,7 @@ mod tests {
         let data = planted();
         let (train, test) = holdout(&data, 0.25, 5);
         let model = fit(&small_params(), &train, |_| {}).unwrap();
-        let lists: Vec<Vec<u32>> = (0..train.rows())
-            .map(|u| {
-                model
-                    .recommend(u, train.row(u).0, 10, false)
-                    .into_iter()
-                    .map(|(i, _)| i)
-                    .collect()
-            })
-            .collect();
+        let lists = model.ranked_lists(&train, 10);
         let (als, n) = mean_ranking(&lists, &test, 10);
         assert!(n > 350, "{n} customers evaluated");
         // Random ranking of the ~71 unseen products hits ~2/71 per slot: P@10 ~ 0.03.
@@ -618,15 +625,7 @@ mod tests {
             )
             .unwrap()
         );
-        let lists: Vec<Vec<u32>> = (0..train.rows())
-            .map(|u| {
-                model
-                    .recommend(u, train.row(u).0, 10, false)
-                    .into_iter()
-                    .map(|(i, _)| i)
-                    .collect()
-            })
-            .collect();
+        let lists = model.ranked_lists(&train, 10);
         let (r, _) = mean_ranking(&lists, &test, 10);
         assert!(r.precision > 0.12, "P@10 {:.3}", r.precision);
     }

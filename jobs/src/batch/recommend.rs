@@ -216,19 +216,10 @@ pub fn evaluate(m: &Matrix, p: Params, k: usize) -> Result<Evaluation> {
     let (train, test) = als::holdout(&m.data, 0.2, p.seed);
     let model = fit(p, &train)?;
     let popular = als::popularity(&train);
-    let mut als_lists = Vec::with_capacity(train.rows());
-    let mut pop_lists = Vec::with_capacity(train.rows());
-    for u in 0..train.rows() {
-        let seen = train.row(u).0;
-        als_lists.push(
-            model
-                .recommend(u, seen, k, false)
-                .into_iter()
-                .map(|(i, _)| i)
-                .collect(),
-        );
-        pop_lists.push(als::cold_start(&popular, seen, k));
-    }
+    let als_lists = model.ranked_lists(&train, k);
+    let pop_lists: Vec<Vec<u32>> = (0..train.rows())
+        .map(|u| als::cold_start(&popular, train.row(u).0, k))
+        .collect();
     let (als_r, n) = metrics::mean_ranking(&als_lists, &test, k);
     let (pop_r, _) = metrics::mean_ranking(&pop_lists, &test, k);
     if n == 0 {

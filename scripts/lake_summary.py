@@ -1,5 +1,5 @@
 """A DuckDB summary of the lake: windows per shape, top products, the latest hours, running
-totals, the newest top-N, segments and countries.
+totals, the newest top-N, segments and countries, a forecast sample and a recommendation sample.
 
 Usage: lake_summary.py LAKE_DIR
 """
@@ -48,3 +48,15 @@ show("Revenue per country, last day (sales_by_country):",
          WHERE "window" = '1d' AND window_start = (SELECT max(window_start)
                FROM read_parquet('{lake}/sales_by_country/**/*.parquet', hive_partitioning=1) WHERE "window" = '1d')
          GROUP BY 1 ORDER BY revenue DESC""")
+show("Forecast sample: the newest run, next days of the five best sellers (forecasts):",
+     f"""WITH f AS (SELECT * FROM read_parquet('{lake}/forecasts/*/*.parquet', hive_partitioning=1)
+                  WHERE run_date = (SELECT max(run_date) FROM read_parquet('{lake}/forecasts/*/*.parquet', hive_partitioning=1))),
+              best AS (SELECT product_id FROM f GROUP BY 1 ORDER BY sum(predicted_quantity) DESC LIMIT 5)
+         SELECT product_name, forecast_date, round(predicted_quantity, 1) AS units, model
+         FROM f SEMI JOIN best USING (product_id) ORDER BY product_name, forecast_date LIMIT 15""")
+show("Recommendation sample: the newest run, three customers and the cold-start list (recommendations):",
+     f"""WITH r AS (SELECT * FROM read_parquet('{lake}/recommendations/*/*.parquet', hive_partitioning=1)
+                  WHERE run_date = (SELECT max(run_date) FROM read_parquet('{lake}/recommendations/*/*.parquet', hive_partitioning=1)))
+         SELECT coalesce(customer_id::VARCHAR, 'cold start') AS customer, string_agg(product_name, ', ' ORDER BY rank) AS products
+         FROM r WHERE customer_id IS NULL OR customer_id IN (SELECT DISTINCT customer_id FROM r WHERE customer_id IS NOT NULL ORDER BY 1 LIMIT 3)
+         GROUP BY 1 ORDER BY 1""")

@@ -38,6 +38,8 @@ pub struct Config {
     pub forecast: ForecastConfig,
     /// `jobs recommend`.
     pub recommend: RecommendConfig,
+    /// `jobs schedule`.
+    pub schedule: ScheduleConfig,
     /// S3 settings for an `s3://` lake (credentials also from the standard AWS variables).
     pub s3: S3Config,
 }
@@ -193,6 +195,41 @@ impl Default for RecommendConfig {
     }
 }
 
+/// `jobs schedule`: the cron runner over `schedules/*.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Folder of the schedule files (`--dir` overrides).
+    pub dir: PathBuf,
+    /// Folder of the run history: `runs.jsonl` (one JSON line per run), `logs/<entry>/`
+    /// (the output of every attempt) and the scheduler's lock.
+    pub history_dir: PathBuf,
+    /// On SIGTERM or Ctrl-C, how long running jobs may go on before they are stopped.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// After the SIGTERM that stops a job (timeout or end of the grace period), how long
+    /// before SIGKILL.
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+    /// Lines of each attempt's log kept in the history's `log_tail`.
+    pub log_tail_lines: usize,
+    /// Log files kept per entry (the oldest are deleted).
+    pub keep_logs: usize,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            dir: PathBuf::from("schedules"),
+            history_dir: PathBuf::from("schedule-history"),
+            grace_period: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(10),
+            log_tail_lines: 20,
+            keep_logs: 50,
+        }
+    }
+}
+
 /// A business output of `jobs stream`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -341,6 +378,7 @@ impl Default for Config {
             stream: StreamConfig::default(),
             forecast: ForecastConfig::default(),
             recommend: RecommendConfig::default(),
+            schedule: ScheduleConfig::default(),
             s3: S3Config::default(),
         }
     }
@@ -411,6 +449,7 @@ pub struct KafkaOverrides {
 /// Top-level keys that `JOBS_*` variables may set; other `JOBS_*` variables (such as the
 /// scripts' own) are not configuration and are ignored.
 const ENV_KEYS: &[&str] = &[
+    "schedule",
     "database_url",
     "lake",
     "kafka",

@@ -72,6 +72,10 @@ pub enum Error {
     #[error("model: {0}")]
     Model(#[from] models::Error),
 
+    /// A schedule file or the scheduler failed; the message names the file, entry and field.
+    #[error("schedule: {0}")]
+    Schedule(String),
+
     /// A Parquet file could not be encoded.
     #[error("parquet: {0}")]
     Parquet(String),

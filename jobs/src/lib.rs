@@ -27,6 +27,7 @@ pub mod init;
 pub mod io;
 pub mod metrics;
 pub mod records;
+pub mod schedule;
 pub mod shutdown;
 pub mod stream;
 

@@ -73,6 +73,9 @@ enum Command {
     Forecast(ForecastArgs),
     /// Recommend products per customer (implicit ALS) from the lake's history.
     Recommend(RecommendArgs),
+    /// Run the cron entries of schedules/*.toml (each a jobs subcommand); --check, --list,
+    /// --history inspect them.
+    Schedule(ScheduleArgs),
     /// Append the decoded messages of a topic to JSON-lines files, one per partition.
     ExportJson {
         /// Topic to export (default: the product_updates topic).
@@ -135,6 +138,32 @@ struct RecommendArgs {
     /// the popularity baseline; publishes nothing.
     #[arg(long)]
     evaluate: bool,
+}
+
+#[derive(Args, Debug)]
+struct ScheduleArgs {
+    /// Folder of schedule files (default `schedule.dir`, ./schedules).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Validate every file (cron, subcommand and its arguments, keys) and exit; an error
+    /// names the file, entry and field.
+    #[arg(long, conflicts_with_all = ["list", "history"])]
+    check: bool,
+    /// Print each entry, its next fire times and its last run, and exit.
+    #[arg(long, conflicts_with = "history")]
+    list: bool,
+    /// With --list: fire times per entry.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    next: usize,
+    /// Print the recorded runs (newest last) and exit.
+    #[arg(long)]
+    history: bool,
+    /// With --history: only this entry.
+    #[arg(long, value_name = "NAME")]
+    entry: Option<String>,
+    /// With --history: the newest N runs.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    limit: usize,
 }
 
 #[derive(Args, Debug)]
@@ -335,6 +364,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
             }
         }
+        Command::Schedule(a) => return schedule(&cfg, &cli.global, a).await,
         Command::ExportJson {
             topic,
             out,
@@ -364,6 +394,96 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs schedule` and its inspection modes.
+async fn schedule(cfg: &Config, g: &Global, a: ScheduleArgs) -> anyhow::Result<ExitCode> {
+    use jobs::schedule::{History, Launcher, spec};
+    let dir = a.dir.unwrap_or_else(|| cfg.schedule.dir.clone());
+    if a.history {
+        let history = History::at(&cfg.schedule.history_dir);
+        let (runs, torn) = history.read()?;
+        print!(
+            "{}",
+            jobs::schedule::history::render(&runs, a.entry.as_deref(), a.limit)
+        );
+        if torn > 0 {
+            eprintln!(
+                "warning: {torn} unreadable lines in {}",
+                history.runs_path().display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let entries = spec::load_dir(&dir, &check_args)?;
+    if a.check {
+        let files: std::collections::BTreeSet<_> = entries.iter().map(|e| &e.file).collect();
+        println!(
+            "{} entries in {} files of {}: ok",
+            entries.len(),
+            files.len(),
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.list {
+        let (runs, _) = History::at(&cfg.schedule.history_dir).read()?;
+        print!(
+            "{}",
+            jobs::schedule::list(&entries, &runs, chrono::Utc::now(), a.next)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.iter().all(|e| !e.enabled) {
+        anyhow::bail!("no enabled entries in {}", dir.display());
+    }
+    let launcher = Launcher {
+        exe: std::env::current_exe().context("locating the jobs binary")?,
+        global_args: global_args(g),
+    };
+    let summary =
+        jobs::schedule::run(&cfg.schedule, launcher, entries, Shutdown::on_signals()).await?;
+    println!("scheduler stopped: {summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a schedule entry's subcommand and arguments with the real command line parser.
+fn check_args(command: &str, args: &[String]) -> Result<(), String> {
+    let argv = ["jobs", command]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned());
+    match Cli::try_parse_from(argv) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            Err(first.trim_start_matches("error: ").to_string())
+        }
+    }
+}
+
+/// The scheduler's own global flags, passed on to every job it runs.
+fn global_args(g: &Global) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut push = |flag: &str, value: Option<String>| {
+        if let Some(value) = value {
+            v.push(flag.to_string());
+            v.push(value);
+        }
+    };
+    push(
+        "--config",
+        g.config.as_ref().map(|p| p.display().to_string()),
+    );
+    push("--database-url", g.database_url.clone());
+    push("--brokers", g.brokers.clone());
+    push("--lake", g.lake.clone());
+    push("--schema-registry-url", g.schema_registry_url.clone());
+    if g.log_json {
+        v.push("--log-json".into());
+    }
+    v
 }
 
 fn toml_string(cfg: &Config) -> anyhow::Result<String> {

@@ -189,6 +189,18 @@ redis_url = "redis://127.0.0.1:6379"
         out
     }
 
+    /// Runs `jobs ARGS` with another config file and fails the test unless it succeeds.
+    pub fn jobs_with(&self, config: &Path, args: &[&str]) -> Output {
+        let out = self.cmd_with(config, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "jobs {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Executes SQL on this env's database.
     pub fn sql(&self, sql: &str) {
         block_on(async {

@@ -1,0 +1,691 @@
+//! `jobs schedule`: runs the cron entries of `schedules/*.toml`, each a `jobs` subcommand in
+//! its own process, and records every run.
+//!
+//! tokio-cron-scheduler fires the entries; this module decides what a fire does. An entry
+//! runs at most once at a time (a fire while it runs is recorded as `skipped`); a failed or
+//! timed-out attempt is retried with a doubling backoff; every attempt is one line of the
+//! run history ([`history`]); on SIGTERM no new run starts, running ones get the grace
+//! period, then SIGTERM, then SIGKILL.
+
+pub mod history;
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Offset, TimeZone, Utc};
+use tokio::sync::{Notify, watch};
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::ScheduleConfig;
+use crate::shutdown::Shutdown;
+use crate::{Error, Result};
+pub use history::{History, Run, Status, Trigger};
+pub use spec::{ArgCheck, Entry};
+
+/// How `jobs schedule` starts the jobs it runs.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// The `jobs` binary (normally the running one).
+    pub exe: PathBuf,
+    /// Flags put before the subcommand of every run (`--config`, `--lake`, ...), so that runs
+    /// see the scheduler's own configuration.
+    pub global_args: Vec<String>,
+}
+
+/// What a scheduler did until it stopped.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    /// Attempts and skipped fires, by status.
+    pub by_status: BTreeMap<&'static str, u64>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: u64 = self.by_status.values().sum();
+        let parts: Vec<String> = self
+            .by_status
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        write!(f, "{total} recorded")?;
+        if !parts.is_empty() {
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// `jobs schedule --list`: every entry, its settings, its next `count` fire times and its
+/// last recorded run.
+pub fn list(entries: &[Entry], runs: &[Run], now: DateTime<Utc>, count: usize) -> String {
+    let mut out = String::new();
+    for e in entries {
+        out.push_str(&format!("{}  ({})\n", e.name, e.file.display()));
+        out.push_str(&format!("  runs     {}\n", e.command_line()));
+        let mut how = format!("  cron     {}  [{}]", e.cron, e.timezone);
+        if e.catch_up {
+            how.push_str("  catch_up");
+        }
+        if e.retries > 0 {
+            how.push_str(&format!(
+                "  retries {} (backoff {} doubling)",
+                e.retries,
+                humantime::format_duration(e.retry_backoff)
+            ));
+        }
+        if let Some(t) = e.timeout {
+            how.push_str(&format!("  timeout {}", humantime::format_duration(t)));
+        }
+        out.push_str(&how);
+        out.push('\n');
+        if e.enabled {
+            for (i, t) in e.next_fires(now, count).iter().enumerate() {
+                let label = if i == 0 { "next" } else { "" };
+                out.push_str(&format!("  {label:<8} {}\n", spec::show_time(t)));
+            }
+        } else {
+            out.push_str("  next     (disabled: enabled = false)\n");
+        }
+        match runs.iter().rev().find(|r| r.entry == e.name) {
+            Some(r) => out.push_str(&format!(
+                "  last     {} at {} ({:.1} s)\n",
+                r.status.as_str(),
+                r.started.format("%Y-%m-%d %H:%M:%S UTC"),
+                r.duration_s
+            )),
+            None => out.push_str("  last     never run\n"),
+        }
+    }
+    out
+}
+
+/// State shared by the fires of every entry.
+struct Ctx {
+    cfg: ScheduleConfig,
+    launcher: Launcher,
+    history: History,
+    /// Entries with a run in progress (attempts and backoff waits included).
+    running: Mutex<HashMap<String, Option<u32>>>,
+    /// Signalled whenever a run chain ends.
+    ended: Notify,
+    /// Raised on shutdown: no new run or retry starts.
+    stopping: Shutdown,
+    /// Set when the grace period is over: running attempts are stopped.
+    kill: watch::Sender<bool>,
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Ctx {
+    fn count(&self, status: Status) {
+        if let Ok(mut c) = self.counts.lock() {
+            *c.entry(status.as_str()).or_default() += 1;
+        }
+    }
+
+    fn record(&self, run: &Run) {
+        self.count(run.status);
+        if let Err(error) = self.history.append(run) {
+            warn!(message = "Could not record a run.", entry = %run.entry, %error);
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Marks `entry` as running; false if it already was.
+    fn claim(&self, entry: &str, pid: Option<u32>) -> bool {
+        let Ok(mut r) = self.running.lock() else {
+            return false;
+        };
+        if r.contains_key(entry) {
+            return false;
+        }
+        r.insert(entry.to_string(), pid);
+        true
+    }
+
+    fn release(&self, entry: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(entry);
+        }
+        self.ended.notify_waiters();
+    }
+}
+
+/// Runs the schedule until `shutdown` is raised. Takes the history folder's lock, so one
+/// scheduler at a time uses a history.
+pub async fn run(
+    cfg: &ScheduleConfig,
+    launcher: Launcher,
+    entries: Vec<Entry>,
+    shutdown: Shutdown,
+) -> Result<Summary> {
+    let history = History::open(&cfg.history_dir)?;
+    let lock_path = history.lock_path();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::file(&lock_path, e))?;
+    if lock.try_lock().is_err() {
+        return Err(Error::Schedule(format!(
+            "another `jobs schedule` is running with the history {} (its lock {} is held)",
+            cfg.history_dir.display(),
+            lock_path.display()
+        )));
+    }
+    let (kill, _) = watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        cfg: cfg.clone(),
+        launcher,
+        history,
+        running: Mutex::new(HashMap::new()),
+        ended: Notify::new(),
+        stopping: Shutdown::default(),
+        kill,
+        counts: Mutex::new(BTreeMap::new()),
+    });
+
+    let (runs, torn) = ctx.history.read()?;
+    if torn > 0 {
+        warn!(
+            message = "Skipped unreadable lines of the run history.",
+            lines = torn,
+            path = %ctx.history.runs_path().display()
+        );
+    }
+    adopt_stale_runs(&ctx);
+
+    let entries: Vec<Arc<Entry>> = entries
+        .into_iter()
+        .filter(|e| e.enabled)
+        .map(Arc::new)
+        .collect();
+    let sched = JobScheduler::new()
+        .await
+        .map_err(|e| Error::Schedule(format!("cannot create the scheduler: {e}")))?;
+    let mut registered: HashMap<String, (Uuid, i32)> = HashMap::new();
+    for e in &entries {
+        registered.insert(e.name.clone(), register(&sched, &ctx, e).await?);
+    }
+    sched
+        .start()
+        .await
+        .map_err(|e| Error::Schedule(format!("cannot start the scheduler: {e}")))?;
+    info!(
+        message = "Scheduler started.",
+        entries = entries.len(),
+        history = %ctx.history.runs_path().display()
+    );
+
+    // Catch-up: one run per entry whose last fire before now is newer than its last record.
+    let now = Utc::now();
+    for e in entries.iter().filter(|e| e.catch_up) {
+        let last = ctx.history.last_scheduled(&runs, &e.name);
+        match (last, e.previous_fire(now)) {
+            (Some(last), Some(missed)) if missed > last => {
+                info!(
+                    message = "Catching up a missed run.",
+                    entry = %e.name,
+                    missed = %missed,
+                    last_recorded = %last
+                );
+                let (ctx, e) = (ctx.clone(), e.clone());
+                tokio::spawn(async move { fire(&ctx, &e, Trigger::CatchUp, missed).await });
+            }
+            (None, _) => info!(
+                message = "No earlier run recorded; nothing to catch up.",
+                entry = %e.name
+            ),
+            _ => {}
+        }
+    }
+
+    // Wait for the signal; meanwhile keep non-UTC entries on their zone's current offset
+    // (tokio-cron-scheduler fixes the offset when a job is added, so a daylight-saving change
+    // re-adds the job).
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    while !shutdown.is_raised() {
+        tokio::select! {
+            _ = tick.tick() => {
+                for e in &entries {
+                    let Some((id, offset)) = registered.get(&e.name).copied() else { continue };
+                    if offset_now(e) != offset {
+                        info!(message = "Time zone offset changed; re-adding the entry.", entry = %e.name);
+                        let _ = sched.remove(&id).await;
+                        registered.insert(e.name.clone(), register(&sched, &ctx, e).await?);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+
+    // Shutdown: no new runs; running ones get the grace period, then are stopped.
+    ctx.stopping.raise();
+    let mut sched = sched;
+    let _ = sched.shutdown().await;
+    let busy = ctx.busy();
+    if busy > 0 {
+        info!(
+            message = "Stopping: waiting for running jobs.",
+            running = busy,
+            grace = %humantime::format_duration(cfg.grace_period)
+        );
+    }
+    let deadline = tokio::time::Instant::now() + cfg.grace_period;
+    wait_idle(&ctx, Some(deadline)).await;
+    if ctx.busy() > 0 {
+        warn!(
+            message = "Grace period over; stopping the running jobs.",
+            running = ctx.busy()
+        );
+        let _ = ctx.kill.send(true);
+        wait_idle(&ctx, None).await;
+    }
+    drop(lock);
+    let by_status = ctx.counts.lock().map(|c| c.clone()).unwrap_or_default();
+    Ok(Summary { by_status })
+}
+
+/// Waits until no entry runs, or until `deadline`.
+async fn wait_idle(ctx: &Ctx, deadline: Option<tokio::time::Instant>) {
+    loop {
+        let ended = ctx.ended.notified();
+        if ctx.busy() == 0 {
+            return;
+        }
+        match deadline {
+            Some(d) => {
+                tokio::select! {
+                    _ = ended => {}
+                    _ = tokio::time::sleep_until(d) => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = ended => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn offset_now(e: &Entry) -> i32 {
+    e.timezone
+        .offset_from_utc_datetime(&Utc::now().naive_utc())
+        .fix()
+        .local_minus_utc()
+}
+
+/// Adds `e` to the scheduler; returns its job id and the zone offset it was added with.
+async fn register(sched: &JobScheduler, ctx: &Arc<Ctx>, e: &Arc<Entry>) -> Result<(Uuid, i32)> {
+    let (c, entry) = (ctx.clone(), e.clone());
+    let job = Job::new_async_tz(e.cron.as_str(), e.timezone, move |_id, _sched| {
+        let (ctx, e) = (c.clone(), entry.clone());
+        Box::pin(async move {
+            // tokio-cron-scheduler ticks every 500 ms: the fire this call belongs to is the
+            // last one at or before now.
+            let now = Utc::now();
+            let at = e.previous_fire(now).unwrap_or(now);
+            fire(&ctx, &e, Trigger::Cron, at).await;
+        })
+    })
+    .map_err(|err| {
+        Error::Schedule(format!(
+            "{}: entry {:?}: field `cron`: {err}",
+            e.file.display(),
+            e.name
+        ))
+    })?;
+    let offset = offset_now(e);
+    let id = sched
+        .add(job)
+        .await
+        .map_err(|err| Error::Schedule(format!("cannot add entry {:?}: {err}", e.name)))?;
+    Ok((id, offset))
+}
+
+/// One fire of an entry: skipped if it is running, else attempts until success, the retries
+/// run out, or shutdown.
+async fn fire(ctx: &Arc<Ctx>, e: &Entry, trigger: Trigger, scheduled_for: DateTime<Utc>) {
+    if ctx.stopping.is_raised() {
+        return;
+    }
+    if !ctx.claim(&e.name, None) {
+        warn!(
+            message = "Skipped: the previous run is still going.",
+            entry = %e.name,
+            scheduled_for = %scheduled_for
+        );
+        let now = Utc::now();
+        ctx.record(&Run {
+            entry: e.name.clone(),
+            file: e.file.display().to_string(),
+            trigger,
+            scheduled_for,
+            attempt: 0,
+            started: now,
+            ended: now,
+            duration_s: 0.0,
+            status: Status::Skipped,
+            exit_code: None,
+            pid: None,
+            command: e.command_line(),
+            log: None,
+            log_tail: "skipped: the previous run was still going".into(),
+        });
+        return;
+    }
+    let mut attempt = 1;
+    loop {
+        let run = attempt_once(ctx, e, trigger, scheduled_for, attempt).await;
+        ctx.record(&run);
+        let retry = run.status.retryable() && attempt <= e.retries && !ctx.stopping.is_raised();
+        if run.status == Status::Succeeded {
+            info!(
+                message = "Run succeeded.",
+                entry = %e.name,
+                attempt,
+                seconds = format!("{:.1}", run.duration_s)
+            );
+        } else {
+            warn!(
+                message = "Run did not succeed.",
+                entry = %e.name,
+                attempt,
+                status = run.status.as_str(),
+                exit_code = ?run.exit_code,
+                log = run.log.as_deref().unwrap_or(""),
+                last_line = run.log_tail.lines().last().unwrap_or("")
+            );
+        }
+        if !retry {
+            break;
+        }
+        let wait = e.backoff(attempt);
+        info!(
+            message = "Retrying.",
+            entry = %e.name,
+            next_attempt = attempt + 1,
+            wait = %humantime::format_duration(wait)
+        );
+        ctx.stopping.sleep(wait).await;
+        if ctx.stopping.is_raised() {
+            break;
+        }
+        attempt += 1;
+    }
+    ctx.release(&e.name);
+}
+
+/// Runs one attempt: spawns `jobs <command> <args>` in its own process group with its output
+/// in a log file, and waits for it, its timeout, or the end of the grace period.
+async fn attempt_once(
+    ctx: &Ctx,
+    e: &Entry,
+    trigger: Trigger,
+    scheduled_for: DateTime<Utc>,
+    attempt: u32,
+) -> Run {
+    let started = Utc::now();
+    let log = ctx.history.log_path(&e.name, started, attempt);
+    let mut run = Run {
+        entry: e.name.clone(),
+        file: e.file.display().to_string(),
+        trigger,
+        scheduled_for,
+        attempt,
+        started,
+        ended: started,
+        duration_s: 0.0,
+        status: Status::Error,
+        exit_code: None,
+        pid: None,
+        command: e.command_line(),
+        log: Some(log.display().to_string()),
+        log_tail: String::new(),
+    };
+    let finish = |mut run: Run| {
+        run.ended = Utc::now();
+        run.duration_s = (run.ended - run.started).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        if let Some(path) = &run.log {
+            let tail = history::tail(Path::new(path), ctx.cfg.log_tail_lines);
+            if !tail.is_empty() {
+                run.log_tail = tail;
+            }
+        }
+        ctx.history.clear_running(&e.name);
+        ctx.history.prune_logs(&e.name, ctx.cfg.keep_logs);
+        run
+    };
+    let file = match log
+        .parent()
+        .map(std::fs::create_dir_all)
+        .unwrap_or(Ok(()))
+        .and_then(|_| std::fs::File::create(&log))
+    {
+        Ok(f) => f,
+        Err(err) => {
+            run.log_tail = format!("cannot create the log {}: {err}", log.display());
+            run.log = None;
+            return finish(run);
+        }
+    };
+    let (out, err) = match (file.try_clone(), file.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => {
+            run.log_tail = format!("cannot share the log {}", log.display());
+            return finish(run);
+        }
+    };
+    let mut cmd = tokio::process::Command::new(&ctx.launcher.exe);
+    cmd.args(&ctx.launcher.global_args)
+        .arg(&e.command)
+        .args(&e.args)
+        .env("JOBS_SCHEDULE_ENTRY", &e.name)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        // Its own process group: Ctrl-C in the scheduler's terminal does not reach the job;
+        // the scheduler decides when it stops.
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(err) => {
+            run.log_tail = format!("cannot start {}: {err}", ctx.launcher.exe.display());
+            return finish(run);
+        }
+    };
+    let pid = child.id();
+    run.pid = pid;
+    if let Ok(mut r) = ctx.running.lock() {
+        r.insert(e.name.clone(), pid);
+    }
+    if let Some(pid) = pid {
+        let marker = history::Marker {
+            entry: e.name.clone(),
+            file: run.file.clone(),
+            trigger,
+            scheduled_for,
+            attempt,
+            started,
+            pid,
+            command: run.command.clone(),
+            log: log.display().to_string(),
+        };
+        if let Err(error) = ctx.history.mark_running(&marker) {
+            warn!(message = "Could not write the run marker.", entry = %e.name, %error);
+        }
+    }
+    info!(
+        message = "Run started.",
+        entry = %e.name,
+        attempt,
+        pid = ?pid,
+        command = %run.command,
+        log = %log.display()
+    );
+
+    let mut kill = ctx.kill.subscribe();
+    let timeout = async {
+        match e.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stopped_as = tokio::select! {
+        status = child.wait() => {
+            match status {
+                Ok(s) => {
+                    run.exit_code = s.code();
+                    run.status = if s.success() { Status::Succeeded } else { Status::Failed };
+                    if let Some(sig) = std::os::unix::process::ExitStatusExt::signal(&s) {
+                        run.log_tail = format!("killed by signal {sig}");
+                    }
+                }
+                Err(err) => run.log_tail = format!("cannot wait for the job: {err}"),
+            }
+            None
+        }
+        _ = timeout => Some(Status::Timeout),
+        _ = kill.wait_for(|k| *k) => Some(Status::Terminated),
+    };
+    if let Some(status) = stopped_as {
+        run.status = status;
+        stop(&mut child, pid, ctx.cfg.stop_timeout, &e.name).await;
+    }
+    finish(run)
+}
+
+/// SIGTERM to the job's process group, then SIGKILL after `patience`.
+async fn stop(
+    child: &mut tokio::process::Child,
+    pid: Option<u32>,
+    patience: Duration,
+    entry: &str,
+) {
+    if let Some(pid) = pid {
+        signal_group(pid, libc::SIGTERM);
+    }
+    if tokio::time::timeout(patience, child.wait()).await.is_err() {
+        warn!(message = "The job ignored SIGTERM; killing it.", entry, pid = ?pid);
+        if let Some(pid) = pid {
+            signal_group(pid, libc::SIGKILL);
+        }
+        let _ = child.wait().await;
+    }
+}
+
+fn signal_group(pid: u32, sig: i32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    // SAFETY: kill(2) with a negative pid signals the process group the job leads (it was
+    // spawned with process_group(0)); it touches no memory of ours.
+    unsafe {
+        libc::kill(-pid, sig);
+    }
+}
+
+/// Whether `pid` is alive and still a `jobs` process (not a recycled pid).
+fn alive(pid: u32, exe: &Path) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    if unsafe { libc::kill(p, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => {
+            let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            let name = exe
+                .file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default();
+            argv0.ends_with(name)
+        }
+        // No /proc: trust kill(2).
+        Err(_) => true,
+    }
+}
+
+/// Runs left in progress by a scheduler that died: recorded as `interrupted`, at once if
+/// the process is gone, or when it ends (until then the entry counts as running, so the
+/// new scheduler does not start it twice).
+fn adopt_stale_runs(ctx: &Arc<Ctx>) {
+    let tail_lines = ctx.cfg.log_tail_lines;
+    for m in ctx.history.stale_markers() {
+        if alive(m.pid, &ctx.launcher.exe) && ctx.claim(&m.entry, Some(m.pid)) {
+            warn!(
+                message = "A run of the previous scheduler is still going; waiting for it.",
+                entry = %m.entry,
+                pid = m.pid
+            );
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                // At the end of a shutdown's grace period it is stopped like our own runs.
+                let mut term_sent: Option<tokio::time::Instant> = None;
+                while alive(m.pid, &ctx.launcher.exe) {
+                    if *ctx.kill.borrow() {
+                        match term_sent {
+                            None => {
+                                signal_group(m.pid, libc::SIGTERM);
+                                term_sent = Some(tokio::time::Instant::now());
+                            }
+                            Some(t) if t.elapsed() > ctx.cfg.stop_timeout => {
+                                signal_group(m.pid, libc::SIGKILL);
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                ctx.record(&interrupted(&m, Utc::now(), tail_lines));
+                ctx.history.clear_running(&m.entry);
+                ctx.release(&m.entry);
+            });
+        } else {
+            // The log's last write is the best estimate of when it ended.
+            let ended = std::fs::metadata(&m.log)
+                .and_then(|md| md.modified())
+                .map(DateTime::<Utc>::from)
+                .unwrap_or_else(|_| Utc::now());
+            warn!(
+                message = "Recording a run the previous scheduler left unfinished.",
+                entry = %m.entry,
+                pid = m.pid
+            );
+            ctx.record(&interrupted(&m, ended.max(m.started), tail_lines));
+            ctx.history.clear_running(&m.entry);
+        }
+    }
+}
+
+/// The record of a run a dead scheduler left unfinished.
+fn interrupted(m: &history::Marker, ended: DateTime<Utc>, tail_lines: usize) -> Run {
+    Run {
+        entry: m.entry.clone(),
+        file: m.file.clone(),
+        trigger: m.trigger,
+        scheduled_for: m.scheduled_for,
+        attempt: m.attempt,
+        started: m.started,
+        ended,
+        duration_s: (ended - m.started).num_milliseconds().max(0) as f64 / 1e3,
+        status: Status::Interrupted,
+        exit_code: None,
+        pid: Some(m.pid),
+        command: m.command.clone(),
+        log: Some(m.log.clone()),
+        log_tail: history::tail(Path::new(&m.log), tail_lines),
+    }
+}

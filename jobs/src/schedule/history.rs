@@ -286,10 +286,12 @@ pub fn tail(path: &Path, n: usize) -> String {
 
 /// `jobs schedule --history`: the newest `limit` runs (of `entry`, if given) as a table.
 pub fn render(runs: &[Run], entry: Option<&str>, limit: usize) -> String {
-    let chosen: Vec<&Run> = runs
+    // The file is in order of completion; the table is in order of start.
+    let mut chosen: Vec<&Run> = runs
         .iter()
         .filter(|r| entry.is_none_or(|e| r.entry == e))
         .collect();
+    chosen.sort_by_key(|r| r.started);
     let chosen = &chosen[chosen.len().saturating_sub(limit)..];
     let mut out = format!(
         "{:<20} {:<16} {:<8} {:>3} {:<11} {:>4} {:>9}  {}\n",

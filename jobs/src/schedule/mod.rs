@@ -531,7 +531,7 @@ async fn attempt_once(
         message = "Run started.",
         entry = %e.name,
         attempt,
-        pid = ?pid,
+        pid = pid.unwrap_or_default(),
         command = %run.command,
         log = %log.display()
     );
@@ -578,7 +578,11 @@ async fn stop(
         signal_group(pid, libc::SIGTERM);
     }
     if tokio::time::timeout(patience, child.wait()).await.is_err() {
-        warn!(message = "The job ignored SIGTERM; killing it.", entry, pid = ?pid);
+        warn!(
+            message = "The job ignored SIGTERM; killing it.",
+            entry,
+            pid = pid.unwrap_or_default()
+        );
         if let Some(pid) = pid {
             signal_group(pid, libc::SIGKILL);
         }

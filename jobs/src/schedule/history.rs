@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use tracing::warn;
+
 use crate::{Error, Result};
 
 /// How a run ended.
@@ -191,12 +193,16 @@ impl History {
             .max()
     }
 
-    /// Writes the marker of a run in progress.
+    /// Writes the marker of a run in progress (a whole file or none: written aside, then
+    /// renamed).
     pub fn mark_running(&self, marker: &Marker) -> Result<()> {
         let path = self.marker_path(&marker.entry);
         let text =
             serde_json::to_vec(marker).map_err(|e| Error::Internal(format!("run marker: {e}")))?;
-        std::fs::write(&path, text).map_err(|e| Error::file(&path, e))
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| Error::file(&path, e))
     }
 
     /// Removes the marker of `entry`.
@@ -204,23 +210,40 @@ impl History {
         let _ = std::fs::remove_file(self.marker_path(entry));
     }
 
-    /// Markers left by a scheduler that did not finish its runs.
+    /// Markers left by a scheduler that did not finish its runs. One that cannot be read
+    /// (not ours, or damaged by hand) is reported and removed.
     pub fn stale_markers(&self) -> Vec<Marker> {
         let Ok(read) = std::fs::read_dir(self.dir.join("running")) else {
             return Vec::new();
         };
-        read.filter_map(|e| e.ok())
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice(&b).ok())
-            .collect()
+        let mut markers = Vec::new();
+        for path in read.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_none_or(|x| x != "json") {
+                // A marker.json.tmp of a write cut short: its run had not started.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let parsed = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Marker>(&b).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(m) => markers.push(m),
+                Err(error) => {
+                    warn!(message = "Removing an unreadable run marker.", path = %path.display(), %error);
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        markers
     }
 
     fn marker_path(&self, entry: &str) -> PathBuf {
         self.dir.join("running").join(format!("{entry}.json"))
     }
 
-    /// Keeps the newest `keep` log files of `entry`.
+    /// Keeps the newest `keep` log files of `entry`: at least one, the log of the run just recorded.
     pub fn prune_logs(&self, entry: &str, keep: usize) {
+        let keep = keep.max(1);
         let dir = self.dir.join("logs").join(entry);
         let Ok(read) = std::fs::read_dir(&dir) else {
             return;
@@ -238,14 +261,27 @@ impl History {
 /// A run in progress, as the marker file `running/<entry>.json` records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Marker {
+    /// The entry's name.
     pub entry: String,
+    /// The schedule file it came from.
     pub file: String,
+    /// What fired it.
     pub trigger: Trigger,
+    /// The fire time the run stands for.
     pub scheduled_for: DateTime<Utc>,
+    /// 1 for the first attempt, 2 for the first retry, ...
     pub attempt: u32,
+    /// When the process was started.
     pub started: DateTime<Utc>,
+    /// The job's pid, also its process group id.
     pub pid: u32,
+    /// The process's start time in clock ticks since boot (`/proc/<pid>/stat`), so that a
+    /// later process with the same pid is not taken for the job.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+    /// The command line, for the record.
     pub command: String,
+    /// The attempt's log file.
     pub log: String,
 }
 

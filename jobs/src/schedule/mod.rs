@@ -111,6 +111,9 @@ struct Ctx {
     history: History,
     /// Entries with a run in progress (attempts and backoff waits included).
     running: Mutex<HashMap<String, Option<u32>>>,
+    /// The newest fire time each entry was fired for (run or skipped): a fire time is
+    /// handled once, whoever fires it (the cron, catch-up, a daylight-saving re-add).
+    last_fired: Mutex<HashMap<String, DateTime<Utc>>>,
     /// Signalled whenever a run chain ends.
     ended: Notify,
     /// Raised on shutdown: no new run or retry starts.
@@ -132,6 +135,34 @@ impl Ctx {
         if let Err(error) = self.history.append(run) {
             warn!(message = "Could not record a run.", entry = %run.entry, %error);
         }
+    }
+
+    /// Decides what a fire of `entry` for `at` does, atomically with shutdown.
+    fn claim_fire(&self, entry: &str, at: DateTime<Utc>) -> Claim {
+        let Ok(mut running) = self.running.lock() else {
+            return Claim::Stopping;
+        };
+        if self.stopping.is_raised() {
+            return Claim::Stopping;
+        }
+        let Ok(mut last) = self.last_fired.lock() else {
+            return Claim::Stopping;
+        };
+        if last.get(entry).is_some_and(|l| at <= *l) {
+            return Claim::AlreadyFired;
+        }
+        last.insert(entry.to_string(), at);
+        if running.contains_key(entry) {
+            return Claim::Busy;
+        }
+        running.insert(entry.to_string(), None);
+        Claim::Run
+    }
+
+    /// No run or retry starts after this.
+    fn stop_starting(&self) {
+        let _running = self.running.lock();
+        self.stopping.raise();
     }
 
     fn busy(&self) -> usize {
@@ -158,6 +189,17 @@ impl Ctx {
     }
 }
 
+/// What a fire does.
+enum Claim {
+    Run,
+    /// The entry's previous run is still going: recorded as skipped.
+    Busy,
+    /// This fire time was already handled.
+    AlreadyFired,
+    /// The scheduler is stopping.
+    Stopping,
+}
+
 /// Runs the schedule until `shutdown` is raised. Takes the history folder's lock, so one
 /// scheduler at a time uses a history.
 pub async fn run(
@@ -174,12 +216,16 @@ pub async fn run(
         .write(true)
         .open(&lock_path)
         .map_err(|e| Error::file(&lock_path, e))?;
-    if lock.try_lock().is_err() {
-        return Err(Error::Schedule(format!(
-            "another `jobs schedule` is running with the history {} (its lock {} is held)",
-            cfg.history_dir.display(),
-            lock_path.display()
-        )));
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::Schedule(format!(
+                "another `jobs schedule` is running with the history {} (its lock {} is held)",
+                cfg.history_dir.display(),
+                lock_path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::file(&lock_path, e)),
     }
     let (kill, _) = watch::channel(false);
     let ctx = Arc::new(Ctx {
@@ -187,6 +233,7 @@ pub async fn run(
         launcher,
         history,
         running: Mutex::new(HashMap::new()),
+        last_fired: Mutex::new(HashMap::new()),
         ended: Notify::new(),
         stopping: Shutdown::default(),
         kill,
@@ -210,26 +257,28 @@ pub async fn run(
         .collect();
     let sched = JobScheduler::new()
         .await
-        .map_err(|e| Error::Schedule(format!("cannot create the scheduler: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot create the scheduler: {e}")))?;
     let mut registered: HashMap<String, (Uuid, i32)> = HashMap::new();
     for e in &entries {
         registered.insert(e.name.clone(), register(&sched, &ctx, e).await?);
     }
+    let started = Utc::now();
     sched
         .start()
         .await
-        .map_err(|e| Error::Schedule(format!("cannot start the scheduler: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the scheduler: {e}")))?;
     info!(
         message = "Scheduler started.",
         entries = entries.len(),
         history = %ctx.history.runs_path().display()
     );
 
-    // Catch-up: one run per entry whose last fire before now is newer than its last record.
-    let now = Utc::now();
+    // Catch-up: one run per entry whose last fire before the start is newer than its last
+    // record. A run the killed predecessor left unfinished (recorded `interrupted` above, after
+    // `runs` was read) counts as missed. A fire the cron also makes is run once (`claim_fire`).
     for e in entries.iter().filter(|e| e.catch_up) {
         let last = ctx.history.last_scheduled(&runs, &e.name);
-        match (last, e.previous_fire(now)) {
+        match (last, e.previous_fire(started)) {
             (Some(last), Some(missed)) if missed > last => {
                 info!(
                     message = "Catching up a missed run.",
@@ -251,25 +300,51 @@ pub async fn run(
     // Wait for the signal; meanwhile keep non-UTC entries on their zone's current offset
     // (tokio-cron-scheduler fixes the offset when a job is added, so a daylight-saving change
     // re-adds the job).
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    // A fire due between the change and the re-add is fired then (at most one check late).
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut last_check = Utc::now();
     while !shutdown.is_raised() {
         tokio::select! {
             _ = tick.tick() => {
+                let now = Utc::now();
                 for e in &entries {
                     let Some((id, offset)) = registered.get(&e.name).copied() else { continue };
-                    if offset_now(e) != offset {
-                        info!(message = "Time zone offset changed; re-adding the entry.", entry = %e.name);
-                        let _ = sched.remove(&id).await;
-                        registered.insert(e.name.clone(), register(&sched, &ctx, e).await?);
+                    let new_offset = offset_now(e);
+                    if new_offset == offset {
+                        continue;
+                    }
+                    info!(
+                        message = "Time zone offset changed; re-adding the entry.",
+                        entry = %e.name,
+                        timezone = %e.timezone,
+                        old_offset_s = offset,
+                        new_offset_s = new_offset
+                    );
+                    if let Err(error) = sched.remove(&id).await {
+                        warn!(message = "Could not remove the entry.", entry = %e.name, %error);
+                    }
+                    match register(&sched, &ctx, e).await {
+                        Ok(r) => {
+                            registered.insert(e.name.clone(), r);
+                        }
+                        Err(error) => {
+                            warn!(message = "Could not re-add the entry; it is not scheduled.", entry = %e.name, %error);
+                            registered.remove(&e.name);
+                        }
+                    }
+                    if let Some(due) = e.previous_fire(now).filter(|t| *t > last_check) {
+                        let (ctx, e) = (ctx.clone(), e.clone());
+                        tokio::spawn(async move { fire(&ctx, &e, Trigger::Cron, due).await });
                     }
                 }
+                last_check = now;
             }
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
 
     // Shutdown: no new runs; running ones get the grace period, then are stopped.
-    ctx.stopping.raise();
+    ctx.stop_starting();
     let mut sched = sched;
     let _ = sched.shutdown().await;
     let busy = ctx.busy();
@@ -287,7 +362,8 @@ pub async fn run(
             message = "Grace period over; stopping the running jobs.",
             running = ctx.busy()
         );
-        let _ = ctx.kill.send(true);
+        // send_replace: stored even while no attempt is subscribed yet.
+        ctx.kill.send_replace(true);
         wait_idle(&ctx, None).await;
     }
     drop(lock);
@@ -358,33 +434,34 @@ async fn register(sched: &JobScheduler, ctx: &Arc<Ctx>, e: &Arc<Entry>) -> Resul
 /// One fire of an entry: skipped if it is running, else attempts until success, the retries
 /// run out, or shutdown.
 async fn fire(ctx: &Arc<Ctx>, e: &Entry, trigger: Trigger, scheduled_for: DateTime<Utc>) {
-    if ctx.stopping.is_raised() {
-        return;
-    }
-    if !ctx.claim(&e.name, None) {
-        warn!(
-            message = "Skipped: the previous run is still going.",
-            entry = %e.name,
-            scheduled_for = %scheduled_for
-        );
-        let now = Utc::now();
-        ctx.record(&Run {
-            entry: e.name.clone(),
-            file: e.file.display().to_string(),
-            trigger,
-            scheduled_for,
-            attempt: 0,
-            started: now,
-            ended: now,
-            duration_s: 0.0,
-            status: Status::Skipped,
-            exit_code: None,
-            pid: None,
-            command: e.command_line(),
-            log: None,
-            log_tail: "skipped: the previous run was still going".into(),
-        });
-        return;
+    match ctx.claim_fire(&e.name, scheduled_for) {
+        Claim::Run => {}
+        Claim::Stopping | Claim::AlreadyFired => return,
+        Claim::Busy => {
+            warn!(
+                message = "Skipped: the previous run is still going.",
+                entry = %e.name,
+                scheduled_for = %scheduled_for
+            );
+            let now = Utc::now();
+            ctx.record(&Run {
+                entry: e.name.clone(),
+                file: e.file.display().to_string(),
+                trigger,
+                scheduled_for,
+                attempt: 0,
+                started: now,
+                ended: now,
+                duration_s: 0.0,
+                status: Status::Skipped,
+                exit_code: None,
+                pid: None,
+                command: e.command_line(),
+                log: None,
+                log_tail: "skipped: the previous run was still going".into(),
+            });
+            return;
+        }
     }
     let mut attempt = 1;
     loop {
@@ -396,7 +473,7 @@ async fn fire(ctx: &Arc<Ctx>, e: &Entry, trigger: Trigger, scheduled_for: DateTi
                 message = "Run succeeded.",
                 entry = %e.name,
                 attempt,
-                seconds = format!("{:.1}", run.duration_s)
+                duration_s = run.duration_s
             );
         } else {
             warn!(
@@ -459,10 +536,13 @@ async fn attempt_once(
         run.ended = Utc::now();
         run.duration_s = (run.ended - run.started).num_microseconds().unwrap_or(0) as f64 / 1e6;
         if let Some(path) = &run.log {
+            // The log's last lines, then what the scheduler saw ("killed by signal 9").
             let tail = history::tail(Path::new(path), ctx.cfg.log_tail_lines);
-            if !tail.is_empty() {
-                run.log_tail = tail;
-            }
+            run.log_tail = match (tail.is_empty(), run.log_tail.is_empty()) {
+                (true, _) => std::mem::take(&mut run.log_tail),
+                (false, true) => tail,
+                (false, false) => format!("{tail}\n{}", run.log_tail),
+            };
         }
         ctx.history.clear_running(&e.name);
         ctx.history.prune_logs(&e.name, ctx.cfg.keep_logs);
@@ -520,6 +600,7 @@ async fn attempt_once(
             attempt,
             started,
             pid,
+            start_ticks: start_ticks(pid),
             command: run.command.clone(),
             log: log.display().to_string(),
         };
@@ -531,7 +612,7 @@ async fn attempt_once(
         message = "Run started.",
         entry = %e.name,
         attempt,
-        pid = pid.unwrap_or_default(),
+        pid,
         command = %run.command,
         log = %log.display()
     );
@@ -578,15 +659,15 @@ async fn stop(
         signal_group(pid, libc::SIGTERM);
     }
     if tokio::time::timeout(patience, child.wait()).await.is_err() {
-        warn!(
-            message = "The job ignored SIGTERM; killing it.",
-            entry,
-            pid = pid.unwrap_or_default()
-        );
+        warn!(message = "The job ignored SIGTERM; killing it.", entry, pid);
         if let Some(pid) = pid {
             signal_group(pid, libc::SIGKILL);
         }
         let _ = child.wait().await;
+    } else if let Some(pid) = pid {
+        // The job ended; anything it started in its group goes with it (the group id is not
+        // reused while a member lives).
+        signal_group(pid, libc::SIGKILL);
     }
 }
 
@@ -599,27 +680,38 @@ fn signal_group(pid: u32, sig: i32) {
     }
 }
 
-/// Whether `pid` is alive and still a `jobs` process (not a recycled pid).
-fn alive(pid: u32, exe: &Path) -> bool {
-    let Ok(p) = i32::try_from(pid) else {
+/// Whether the job of `m` is still running: its pid is alive, started when the marker says
+/// (not a recycled pid), and runs a program named like ours.
+fn alive(m: &history::Marker, exe: &Path) -> bool {
+    let Ok(p) = i32::try_from(m.pid) else {
         return false;
     };
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
     if unsafe { libc::kill(p, 0) } != 0 {
         return false;
     }
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+    if let (Some(then), Some(now)) = (m.start_ticks, start_ticks(m.pid))
+        && then != now
+    {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{}/cmdline", m.pid)) {
         Ok(cmdline) => {
+            use std::os::unix::ffi::OsStrExt;
             let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-            let name = exe
-                .file_name()
-                .map(|n| n.as_encoded_bytes())
-                .unwrap_or_default();
-            argv0.ends_with(name)
+            Path::new(std::ffi::OsStr::from_bytes(argv0)).file_name() == exe.file_name()
         }
         // No /proc: trust kill(2).
         Err(_) => true,
     }
+}
+
+/// The start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Runs left in progress by a scheduler that died: recorded as `interrupted`, at once if
@@ -628,7 +720,7 @@ fn alive(pid: u32, exe: &Path) -> bool {
 fn adopt_stale_runs(ctx: &Arc<Ctx>) {
     let tail_lines = ctx.cfg.log_tail_lines;
     for m in ctx.history.stale_markers() {
-        if alive(m.pid, &ctx.launcher.exe) && ctx.claim(&m.entry, Some(m.pid)) {
+        if alive(&m, &ctx.launcher.exe) && ctx.claim(&m.entry, Some(m.pid)) {
             warn!(
                 message = "A run of the previous scheduler is still going; waiting for it.",
                 entry = %m.entry,
@@ -638,7 +730,7 @@ fn adopt_stale_runs(ctx: &Arc<Ctx>) {
             tokio::spawn(async move {
                 // At the end of a shutdown's grace period it is stopped like our own runs.
                 let mut term_sent: Option<tokio::time::Instant> = None;
-                while alive(m.pid, &ctx.launcher.exe) {
+                while alive(&m, &ctx.launcher.exe) {
                     if *ctx.kill.borrow() {
                         match term_sent {
                             None => {

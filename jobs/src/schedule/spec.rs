@@ -228,7 +228,8 @@ fn entry(path: &Path, label: &str, item: toml::Value, check_args: &ArgCheck) -> 
         at(path, Some(label), field.as_deref(), msg)
     })?;
     let name = raw.name.trim().to_string();
-    if name.is_empty()
+    // The name is a folder of the history (logs/<name>/): no path tricks.
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -237,7 +238,7 @@ fn entry(path: &Path, label: &str, item: toml::Value, check_args: &ArgCheck) -> 
             path,
             Some(label),
             Some("name"),
-            "use letters, digits, '-', '_' and '.' only",
+            "start with a letter or digit; use letters, digits, '-', '_' and '.' only",
         ));
     }
     let schedule = parse_cron(&raw.cron).map_err(|e| at(path, Some(&name), Some("cron"), e))?;
@@ -402,9 +403,14 @@ args = ["--once"]
         .unwrap()
         .remove(0);
         // 2026-03-28 12:00 UTC: the next 02:30 in Berlin is on the 29th, the night the
-        // clocks go forward (02:30 does not exist; croner moves it to 03:30 CEST = 01:30 UTC).
+        // clocks go forward: 02:30 does not exist, and croner fires at the change itself
+        // (03:00 CEST = 01:00 UTC), once; the day after is 02:30 CEST = 00:30 UTC.
         let now = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
         let next = e.next_fires(now, 2);
+        assert_eq!(
+            next[0].with_timezone(&Utc),
+            Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap()
+        );
         assert_eq!(
             next[1].with_timezone(&Utc),
             Utc.with_ymd_and_hms(2026, 3, 30, 0, 30, 0).unwrap()
@@ -438,6 +444,10 @@ args = ["--once"]
         let e = err("[[job]]\nname = \"n\"\ncron = \"0 0 2 * * *\"\ncommand = \"forcast\"\n");
         assert!(e.contains("entry \"n\": field `command`"), "{e}");
         assert!(e.contains("forcast"), "{e}");
+
+        // A name is a folder of the history: no "..".
+        let e = err("[[job]]\nname = \"..\"\ncron = \"0 0 2 * * *\"\ncommand = \"forecast\"\n");
+        assert!(e.contains("field `name`"), "{e}");
 
         let e = err("[[job]]\nname = \"n\"\ncron = \"0 0 2 * * *\"\ncommand = \"schedule\"\n");
         assert!(e.contains("field `command`"), "{e}");

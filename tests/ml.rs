@@ -12,29 +12,7 @@ const SINCE: &str = "2026-08-01";
 
 /// 100 days of a shop ending at the run date, through ingest and stream into the lake.
 fn shop() -> Env {
-    let env = Env::new(Backend::Sqlite);
-    env.jobs(&["init"]);
-    env.jobs(&[
-        "generate",
-        "--days",
-        "100",
-        "--orders",
-        "30000",
-        "--customers",
-        "2000",
-        "--until",
-        "2026-11-20T00:00:00Z",
-        "--seed",
-        "5",
-    ]);
-    env.jobs(&["ingest", "--once"]);
-    let out = env
-        .cmd(&["stream", "--until-idle"])
-        .env("JOBS_STREAM__FEATURES", "[]")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    env
+    Env::with_shop(Backend::Sqlite, 100, 30000, 2000, 5)
 }
 
 /// What `tests/py/ml_check.py` reads back of a job's outputs (topic and lake).

@@ -229,29 +229,7 @@ fn check_and_list_validate_before_anything_runs() {
 
 /// 60 days of a small shop, through ingest and stream into the lake.
 fn shop() -> Env {
-    let env = Env::new(Backend::Sqlite);
-    env.jobs(&["init"]);
-    env.jobs(&[
-        "generate",
-        "--days",
-        "60",
-        "--orders",
-        "6000",
-        "--customers",
-        "500",
-        "--until",
-        "2026-11-20T00:00:00Z",
-        "--seed",
-        "9",
-    ]);
-    env.jobs(&["ingest", "--once"]);
-    let out = env
-        .cmd(&["stream", "--until-idle"])
-        .env("JOBS_STREAM__FEATURES", "[]")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    env
+    Env::with_shop(Backend::Sqlite, 60, 6000, 500, 9)
 }
 
 #[test]

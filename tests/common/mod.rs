@@ -179,26 +179,46 @@ redis_url = "redis://127.0.0.1:6379"
 
     /// Runs `jobs ARGS` and fails the test unless it succeeds.
     pub fn jobs(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "jobs {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        succeeded(self.cmd(args), args)
     }
 
     /// Runs `jobs ARGS` with another config file and fails the test unless it succeeds.
     pub fn jobs_with(&self, config: &Path, args: &[&str]) -> Output {
-        let out = self.cmd_with(config, args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "jobs {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(self.cmd_with(config, args), args)
+    }
+
+    /// A shop of `days` days ending 2026-11-20 (`orders`, `customers`, `seed`), generated,
+    /// ingested and streamed into this env's lake: the history the batch jobs read.
+    pub fn with_shop(backend: Backend, days: u32, orders: u32, customers: u32, seed: u32) -> Env {
+        let env = Env::new(backend);
+        env.jobs(&["init"]);
+        let (days, orders, customers, seed) = (
+            days.to_string(),
+            orders.to_string(),
+            customers.to_string(),
+            seed.to_string(),
         );
-        out
+        env.jobs(&[
+            "generate",
+            "--days",
+            &days,
+            "--orders",
+            &orders,
+            "--customers",
+            &customers,
+            "--until",
+            "2026-11-20T00:00:00Z",
+            "--seed",
+            &seed,
+        ]);
+        env.jobs(&["ingest", "--once"]);
+        let out = env
+            .cmd(&["stream", "--until-idle"])
+            .env("JOBS_STREAM__FEATURES", "[]")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        env
     }
 
     /// Executes SQL on this env's database.
@@ -270,6 +290,18 @@ impl Drop for Env {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Runs `cmd` (a `jobs ARGS`) and fails the test unless it succeeds.
+fn succeeded(mut cmd: Command, args: &[&str]) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "jobs {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Runs a script with the project venv's Python and parses its JSON output.

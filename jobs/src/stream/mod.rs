@@ -32,6 +32,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -325,9 +326,11 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
     };
     job.refresh_reference().await;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // One message stream for the whole run (`recv()` builds and registers a new one per message).
+    let mut messages = consumer.stream();
     loop {
         tokio::select! {
-            m = consumer.recv() => {
+            Some(m) = messages.next() => {
                 job.apply_changes(&consumer).await?;
                 match m {
                     Ok(m) => job.on_message(&m, &consumer).await?,
@@ -352,6 +355,7 @@ pub async fn run_with(cfg: &Config, opts: &Options, shutdown: Shutdown) -> Resul
             break;
         }
     }
+    drop(messages);
     let ids: Vec<i32> = job.parts.keys().copied().collect();
     for p in ids {
         let mut part = job
@@ -498,15 +502,16 @@ impl Job<'_> {
     /// or the assignment has been stable long enough that no dead member still holds any
     /// (a member killed without leaving keeps its partitions for the session timeout).
     fn drained(&self) -> bool {
+        // Checked after every message: the cheap test first.
+        if self.parts.is_empty() || !self.parts.values().all(|p| p.at_end) {
+            return false;
+        }
         let total = self
             .out_parts
             .get(&self.cfg.topics.product_sales)
             .copied()
             .unwrap_or(0);
-        !self.parts.is_empty()
-            && self.parts.values().all(|p| p.at_end)
-            && (self.parts.len() as i32 >= total
-                || self.last_rebalance.elapsed() > 2 * self.session_timeout)
+        self.parts.len() as i32 >= total || self.last_rebalance.elapsed() > 2 * self.session_timeout
     }
 
     async fn apply_changes(&mut self, consumer: &StreamConsumer<StreamContext>) -> Result<()> {

@@ -15,7 +15,8 @@ import duckdb
 def runs(history_dir):
     c = duckdb.connect()
     c.sql(f"CREATE VIEW r AS SELECT * FROM read_json('{history_dir}/runs.jsonl')")
-    types = {name: str(t) for name, t in zip(c.sql("SELECT * FROM r").columns, c.sql("SELECT * FROM r").types)}
+    rel = c.sql("SELECT * FROM r")
+    types = {name: str(t) for name, t in zip(rel.columns, rel.types)}
     rows = c.sql("""SELECT entry, trigger, attempt, status, exit_code,
                            epoch(scheduled_for), epoch(started), epoch(ended), duration_s, log_tail
                     FROM r ORDER BY started, entry, attempt""").fetchall()

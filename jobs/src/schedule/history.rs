@@ -86,7 +86,7 @@ pub struct Run {
     /// End (UTC).
     #[serde(with = "rfc3339_micros")]
     pub ended: DateTime<Utc>,
-    /// `ended - started`, seconds.
+    /// `ended - started`, seconds ([`Run::end_at`] sets both).
     pub duration_s: f64,
     /// How it ended.
     pub status: Status,
@@ -100,6 +100,18 @@ pub struct Run {
     pub log: Option<String>,
     /// The last lines of the log.
     pub log_tail: String,
+}
+
+impl Run {
+    /// Sets the end and the duration.
+    pub fn end_at(&mut self, ended: DateTime<Utc>) {
+        self.ended = ended;
+        self.duration_s = (ended - self.started)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0) as f64
+            / 1e6;
+    }
 }
 
 /// The history folder: `runs.jsonl`, `logs/<entry>/`, `running/`, `scheduler.lock`.
@@ -185,18 +197,10 @@ impl History {
         Ok((runs, bad))
     }
 
-    /// The latest fire time recorded for `entry` (any status, any trigger).
-    pub fn last_scheduled(&self, runs: &[Run], entry: &str) -> Option<DateTime<Utc>> {
-        runs.iter()
-            .filter(|r| r.entry == entry)
-            .map(|r| r.scheduled_for)
-            .max()
-    }
-
     /// Writes the marker of a run in progress (a whole file or none: written aside, then
     /// renamed).
     pub fn mark_running(&self, marker: &Marker) -> Result<()> {
-        let path = self.marker_path(&marker.entry);
+        let path = self.marker_path(&marker.run.entry);
         let text =
             serde_json::to_vec(marker).map_err(|e| Error::Internal(format!("run marker: {e}")))?;
         let tmp = path.with_extension("json.tmp");
@@ -258,31 +262,26 @@ impl History {
     }
 }
 
-/// A run in progress, as the marker file `running/<entry>.json` records it.
+/// A run in progress, as the marker file `running/<entry>.json` records it: the run's record
+/// so far (its `ended`, `duration_s`, `status` and `log_tail` are filled in when it ends) and
+/// what identifies its process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Marker {
-    /// The entry's name.
-    pub entry: String,
-    /// The schedule file it came from.
-    pub file: String,
-    /// What fired it.
-    pub trigger: Trigger,
-    /// The fire time the run stands for.
-    pub scheduled_for: DateTime<Utc>,
-    /// 1 for the first attempt, 2 for the first retry, ...
-    pub attempt: u32,
-    /// When the process was started.
-    pub started: DateTime<Utc>,
-    /// The job's pid, also its process group id.
-    pub pid: u32,
+    /// The record so far.
+    #[serde(flatten)]
+    pub run: Run,
     /// The process's start time in clock ticks since boot (`/proc/<pid>/stat`), so that a
     /// later process with the same pid is not taken for the job.
     #[serde(default)]
     pub start_ticks: Option<u64>,
-    /// The command line, for the record.
-    pub command: String,
-    /// The attempt's log file.
-    pub log: String,
+}
+
+/// The latest fire time recorded for `entry` (any status, any trigger).
+pub fn last_scheduled(runs: &[Run], entry: &str) -> Option<DateTime<Utc>> {
+    runs.iter()
+        .filter(|r| r.entry == entry)
+        .map(|r| r.scheduled_for)
+        .max()
 }
 
 /// Timestamps as RFC 3339 UTC with exactly six decimals, which DuckDB reads as timestamps.
@@ -394,8 +393,8 @@ mod tests {
         let (runs, bad) = h.read().unwrap();
         assert_eq!(runs, vec![a.clone(), b]);
         assert_eq!(bad, 1);
-        assert_eq!(h.last_scheduled(&runs, "forecast"), Some(a.scheduled_for));
-        assert_eq!(h.last_scheduled(&runs, "ingest"), None);
+        assert_eq!(last_scheduled(&runs, "forecast"), Some(a.scheduled_for));
+        assert_eq!(last_scheduled(&runs, "ingest"), None);
         let table = render(&runs, Some("forecast"), 10);
         assert_eq!(table.lines().count(), 2, "{table}");
         assert!(table.contains("succeeded") && table.contains("forecast 36 products"));

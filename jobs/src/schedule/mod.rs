@@ -277,7 +277,7 @@ pub async fn run(
     // record. A run the killed predecessor left unfinished (recorded `interrupted` above, after
     // `runs` was read) counts as missed. A fire the cron also makes is run once (`claim_fire`).
     for e in entries.iter().filter(|e| e.catch_up) {
-        let last = ctx.history.last_scheduled(&runs, &e.name);
+        let last = history::last_scheduled(&runs, &e.name);
         match (last, e.previous_fire(started)) {
             (Some(last), Some(missed)) if missed > last => {
                 info!(
@@ -301,46 +301,46 @@ pub async fn run(
     // (tokio-cron-scheduler fixes the offset when a job is added, so a daylight-saving change
     // re-adds the job).
     // A fire due between the change and the re-add is fired then (at most one check late).
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut last_check = Utc::now();
-    while !shutdown.is_raised() {
-        tokio::select! {
-            _ = tick.tick() => {
-                let now = Utc::now();
-                for e in &entries {
-                    let Some((id, offset)) = registered.get(&e.name).copied() else { continue };
-                    let new_offset = offset_now(e);
-                    if new_offset == offset {
-                        continue;
-                    }
-                    info!(
-                        message = "Time zone offset changed; re-adding the entry.",
-                        entry = %e.name,
-                        timezone = %e.timezone,
-                        old_offset_s = offset,
-                        new_offset_s = new_offset
-                    );
-                    if let Err(error) = sched.remove(&id).await {
-                        warn!(message = "Could not remove the entry.", entry = %e.name, %error);
-                    }
-                    match register(&sched, &ctx, e).await {
-                        Ok(r) => {
-                            registered.insert(e.name.clone(), r);
-                        }
-                        Err(error) => {
-                            warn!(message = "Could not re-add the entry; it is not scheduled.", entry = %e.name, %error);
-                            registered.remove(&e.name);
-                        }
-                    }
-                    if let Some(due) = e.previous_fire(now).filter(|t| *t > last_check) {
-                        let (ctx, e) = (ctx.clone(), e.clone());
-                        tokio::spawn(async move { fire(&ctx, &e, Trigger::Cron, due).await });
-                    }
-                }
-                last_check = now;
-            }
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+    loop {
+        shutdown.sleep(Duration::from_secs(10)).await;
+        if shutdown.is_raised() {
+            break;
         }
+        let now = Utc::now();
+        for e in &entries {
+            let Some((id, offset)) = registered.get(&e.name).copied() else {
+                continue;
+            };
+            let new_offset = offset_now(e);
+            if new_offset == offset {
+                continue;
+            }
+            info!(
+                message = "Time zone offset changed; re-adding the entry.",
+                entry = %e.name,
+                timezone = %e.timezone,
+                old_offset_s = offset,
+                new_offset_s = new_offset
+            );
+            if let Err(error) = sched.remove(&id).await {
+                warn!(message = "Could not remove the entry.", entry = %e.name, %error);
+            }
+            match register(&sched, &ctx, e).await {
+                Ok(r) => {
+                    registered.insert(e.name.clone(), r);
+                }
+                Err(error) => {
+                    warn!(message = "Could not re-add the entry; it is not scheduled.", entry = %e.name, %error);
+                    registered.remove(&e.name);
+                }
+            }
+            if let Some(due) = e.previous_fire(now).filter(|t| *t > last_check) {
+                let (ctx, e) = (ctx.clone(), e.clone());
+                tokio::spawn(async move { fire(&ctx, &e, Trigger::Cron, due).await });
+            }
+        }
+        last_check = now;
     }
 
     // Shutdown: no new runs; running ones get the grace period, then are stopped.
@@ -533,8 +533,7 @@ async fn attempt_once(
         log_tail: String::new(),
     };
     let finish = |mut run: Run| {
-        run.ended = Utc::now();
-        run.duration_s = (run.ended - run.started).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        run.end_at(Utc::now());
         if let Some(path) = &run.log {
             // The log's last lines, then what the scheduler saw ("killed by signal 9").
             let tail = history::tail(Path::new(path), ctx.cfg.log_tail_lines);
@@ -593,16 +592,8 @@ async fn attempt_once(
     }
     if let Some(pid) = pid {
         let marker = history::Marker {
-            entry: e.name.clone(),
-            file: run.file.clone(),
-            trigger,
-            scheduled_for,
-            attempt,
-            started,
-            pid,
+            run: run.clone(),
             start_ticks: start_ticks(pid),
-            command: run.command.clone(),
-            log: log.display().to_string(),
         };
         if let Err(error) = ctx.history.mark_running(&marker) {
             warn!(message = "Could not write the run marker.", entry = %e.name, %error);
@@ -682,20 +673,20 @@ fn signal_group(pid: u32, sig: i32) {
 
 /// Whether the job of `m` is still running: its pid is alive, started when the marker says
 /// (not a recycled pid), and runs a program named like ours.
-fn alive(m: &history::Marker, exe: &Path) -> bool {
-    let Ok(p) = i32::try_from(m.pid) else {
+fn alive(pid: u32, m: &history::Marker, exe: &Path) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
         return false;
     };
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
     if unsafe { libc::kill(p, 0) } != 0 {
         return false;
     }
-    if let (Some(then), Some(now)) = (m.start_ticks, start_ticks(m.pid))
+    if let (Some(then), Some(now)) = (m.start_ticks, start_ticks(pid))
         && then != now
     {
         return false;
     }
-    match std::fs::read(format!("/proc/{}/cmdline", m.pid)) {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(cmdline) => {
             use std::os::unix::ffi::OsStrExt;
             let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
@@ -720,25 +711,30 @@ fn start_ticks(pid: u32) -> Option<u64> {
 fn adopt_stale_runs(ctx: &Arc<Ctx>) {
     let tail_lines = ctx.cfg.log_tail_lines;
     for m in ctx.history.stale_markers() {
-        if alive(&m, &ctx.launcher.exe) && ctx.claim(&m.entry, Some(m.pid)) {
+        let entry = m.run.entry.clone();
+        let live_pid = m
+            .run
+            .pid
+            .filter(|pid| alive(*pid, &m, &ctx.launcher.exe) && ctx.claim(&entry, Some(*pid)));
+        if let Some(pid) = live_pid {
             warn!(
                 message = "A run of the previous scheduler is still going; waiting for it.",
-                entry = %m.entry,
-                pid = m.pid
+                entry = %entry,
+                pid
             );
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 // At the end of a shutdown's grace period it is stopped like our own runs.
                 let mut term_sent: Option<tokio::time::Instant> = None;
-                while alive(&m, &ctx.launcher.exe) {
+                while alive(pid, &m, &ctx.launcher.exe) {
                     if *ctx.kill.borrow() {
                         match term_sent {
                             None => {
-                                signal_group(m.pid, libc::SIGTERM);
+                                signal_group(pid, libc::SIGTERM);
                                 term_sent = Some(tokio::time::Instant::now());
                             }
                             Some(t) if t.elapsed() > ctx.cfg.stop_timeout => {
-                                signal_group(m.pid, libc::SIGKILL);
+                                signal_group(pid, libc::SIGKILL);
                             }
                             Some(_) => {}
                         }
@@ -746,42 +742,39 @@ fn adopt_stale_runs(ctx: &Arc<Ctx>) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 ctx.record(&interrupted(&m, Utc::now(), tail_lines));
-                ctx.history.clear_running(&m.entry);
-                ctx.release(&m.entry);
+                ctx.history.clear_running(&entry);
+                ctx.release(&entry);
             });
         } else {
             // The log's last write is the best estimate of when it ended.
-            let ended = std::fs::metadata(&m.log)
-                .and_then(|md| md.modified())
+            let ended = m
+                .run
+                .log
+                .as_ref()
+                .and_then(|log| std::fs::metadata(log).and_then(|md| md.modified()).ok())
                 .map(DateTime::<Utc>::from)
-                .unwrap_or_else(|_| Utc::now());
+                .unwrap_or_else(Utc::now);
             warn!(
                 message = "Recording a run the previous scheduler left unfinished.",
-                entry = %m.entry,
-                pid = m.pid
+                entry = %entry,
+                pid = m.run.pid
             );
-            ctx.record(&interrupted(&m, ended.max(m.started), tail_lines));
-            ctx.history.clear_running(&m.entry);
+            ctx.record(&interrupted(&m, ended.max(m.run.started), tail_lines));
+            ctx.history.clear_running(&entry);
         }
     }
 }
 
 /// The record of a run a dead scheduler left unfinished.
 fn interrupted(m: &history::Marker, ended: DateTime<Utc>, tail_lines: usize) -> Run {
-    Run {
-        entry: m.entry.clone(),
-        file: m.file.clone(),
-        trigger: m.trigger,
-        scheduled_for: m.scheduled_for,
-        attempt: m.attempt,
-        started: m.started,
-        ended,
-        duration_s: (ended - m.started).num_milliseconds().max(0) as f64 / 1e3,
-        status: Status::Interrupted,
-        exit_code: None,
-        pid: Some(m.pid),
-        command: m.command.clone(),
-        log: Some(m.log.clone()),
-        log_tail: history::tail(Path::new(&m.log), tail_lines),
-    }
+    let mut run = m.run.clone();
+    run.end_at(ended);
+    run.status = Status::Interrupted;
+    run.exit_code = None;
+    run.log_tail = run
+        .log
+        .as_deref()
+        .map(|log| history::tail(Path::new(log), tail_lines))
+        .unwrap_or_default();
+    run
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -101,11 +101,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The parsed cron expression.
-    pub fn schedule(&self) -> &Cron {
-        &self.schedule
-    }
-
     /// The next `n` fire times strictly after `after`.
     pub fn next_fires(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Tz>> {
         self.schedule
@@ -335,14 +330,10 @@ pub fn show_time(t: &DateTime<Tz>) -> String {
     }
 }
 
-/// `Utc.timestamp_micros` that cannot fail for the times we write.
-pub fn from_micros(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn any_args(_: &str, args: &[String]) -> std::result::Result<(), String> {
         match args.iter().find(|a| a.starts_with("--bad")) {

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDateTime};
 use serde::Serialize;
 
 use crate::io::avro::{Reader, Writer};
-use crate::io::db::{Col, CursorTable, Value};
+use crate::io::source::{Col, CursorTable, Value};
 
 /// Avro `decimal(12, 2)`: the largest magnitude in cents.
 pub const MAX_CENTS: i64 = 999_999_999_999;
@@ -78,41 +78,52 @@ pub const PRODUCTS_TABLE: CursorTable = CursorTable {
 };
 
 /// Fields of a row, by position, with the errors a bad value gives.
-struct Fields<'a> {
-    cols: &'a [Col],
-    row: &'a [Value],
+struct Fields<'r, 'a> {
+    cols: &'r [Col],
+    row: &'r [Value<'a>],
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'_, 'a> {
+    fn undecodable(&self, i: usize, why: &str) -> String {
+        format!("{} cannot be decoded: {why}", self.cols[i].name())
+    }
     fn int(&self, i: usize) -> Result<Option<i64>, String> {
         match &self.row[i] {
             Value::Null => Ok(None),
             Value::Int(v) => Ok(Some(*v)),
             Value::Text(t) => Err(format!("{} is not an integer: {t:?}", self.cols[i].name())),
+            Value::Undecodable(why) => Err(self.undecodable(i, why)),
         }
     }
-    fn text(&self, i: usize) -> Option<String> {
+    fn text(&self, i: usize) -> Result<Option<&'a str>, String> {
         match &self.row[i] {
-            Value::Null => None,
-            Value::Int(v) => Some(v.to_string()),
-            Value::Text(t) => Some(t.clone()),
+            Value::Null => Ok(None),
+            Value::Int(v) => Err(format!("{} is not text: {v}", self.cols[i].name())),
+            Value::Text(t) => Ok(Some(t)),
+            Value::Undecodable(why) => Err(self.undecodable(i, why)),
         }
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, String> {
+        Ok(self.text(i)?.map(str::to_string))
     }
     fn req_int(&self, i: usize) -> Result<i64, String> {
         self.int(i)?
             .ok_or_else(|| format!("{} is NULL", self.cols[i].name()))
     }
-    fn req_text(&self, i: usize) -> Result<String, String> {
-        match self.text(i) {
+    fn req_str(&self, i: usize) -> Result<&'a str, String> {
+        match self.text(i)? {
             None => Err(format!("{} is NULL", self.cols[i].name())),
             Some(t) if t.trim().is_empty() => Err(format!("{} is empty", self.cols[i].name())),
             Some(t) => Ok(t),
         }
     }
+    fn req_text(&self, i: usize) -> Result<String, String> {
+        self.req_str(i).map(str::to_string)
+    }
     fn money(&self, i: usize) -> Result<i64, String> {
         let name = self.cols[i].name();
-        let t = self.req_text(i)?;
-        let cents = parse_cents(&t).map_err(|e| format!("{name} {t:?} {e}"))?;
+        let t = self.req_str(i)?;
+        let cents = parse_cents(t).map_err(|e| format!("{name} {t:?} {e}"))?;
         if cents < 0 {
             return Err(format!("{name} is negative: {t}"));
         }
@@ -120,8 +131,8 @@ impl Fields<'_> {
     }
     fn time(&self, i: usize) -> Result<i64, String> {
         let name = self.cols[i].name();
-        let t = self.req_text(i)?;
-        parse_micros(&t).ok_or_else(|| format!("{name} is not a timestamp: {t:?}"))
+        let t = self.req_str(i)?;
+        parse_micros(t).ok_or_else(|| format!("{name} is not a timestamp: {t:?}"))
     }
 }
 
@@ -149,8 +160,8 @@ impl ProductSale {
             price_per_unit_cents: f.money(6)?,
             transaction_date_micros: f.time(7)?,
             customer_id: f.int(8)?,
-            country: f.text(9),
-            card_type: f.text(10),
+            country: f.opt_text(9)?,
+            card_type: f.opt_text(10)?,
         })
     }
 
@@ -331,18 +342,18 @@ pub fn rfc3339_secs(micros: i64) -> String {
 mod tests {
     use super::*;
 
-    fn sale_row() -> Vec<Value> {
+    fn sale_row() -> Vec<Value<'static>> {
         vec![
             Value::Int(3001),
             Value::Int(7),
-            Value::Text("Dell Inspiron".into()),
-            Value::Text("Laptop".into()),
-            Value::Text("Dell".into()),
+            Value::Text("Dell Inspiron"),
+            Value::Text("Laptop"),
+            Value::Text("Dell"),
             Value::Int(2),
-            Value::Text("50000.00".into()),
-            Value::Text("2026-11-21 13:05:00.250000".into()),
+            Value::Text("50000.00"),
+            Value::Text("2026-11-21 13:05:00.250000"),
             Value::Null,
-            Value::Text("India".into()),
+            Value::Text("India"),
             Value::Null,
         ]
     }
@@ -409,14 +420,20 @@ mod tests {
                 .contains("cannot be encoded")
         );
         let mut r = sale_row();
-        r[6] = Value::Text("10.001".into());
+        r[6] = Value::Text("10.001");
         assert!(
             ProductSale::from_row(&r)
                 .unwrap_err()
                 .contains("price_per_unit")
         );
         let mut r = sale_row();
-        r[7] = Value::Text("yesterday".into());
+        r[3] = Value::Undecodable("invalid utf-8 sequence".into());
+        assert_eq!(
+            ProductSale::from_row(&r).unwrap_err(),
+            "product_category cannot be decoded: invalid utf-8 sequence"
+        );
+        let mut r = sale_row();
+        r[7] = Value::Text("yesterday");
         assert!(
             ProductSale::from_row(&r)
                 .unwrap_err()

@@ -16,6 +16,7 @@
 mod state;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind, Writer};
-use crate::io::db::{Cursor, CursorRows, CursorTable, Db, Value};
+use crate::io::source::{Cursor, CursorTable, Rows, Source, Value};
 use crate::io::kafka::{self, AckContext, Acks, partition_for};
 use crate::records::{PRODUCTS_TABLE, Product, ProductSale, SALES_TABLE, rfc3339_micros};
 use crate::shutdown::Shutdown;
@@ -74,7 +75,7 @@ pub async fn run(cfg: &Config, mode: Mode) -> Result<Stats> {
 
 /// As [`run`], stopping when `shutdown` is raised.
 pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<Stats> {
-    let db = Db::connect(&cfg.database_url).await?;
+    let db = Source::connect(&cfg.database_url).await?;
     let registry = Registry::for_config(cfg).await?;
     let acks = Arc::new(Mutex::new(Acks::default()));
     let producer = kafka::idempotent_producer(&cfg.kafka, acks.clone())?;
@@ -195,7 +196,7 @@ fn partition_counts(cfg: &Config) -> Result<HashMap<String, i32>> {
 
 struct Ctx<'a> {
     cfg: &'a Config,
-    db: &'a Db,
+    db: &'a Source,
     registry: &'a Registry,
     producer: &'a ThreadedProducer<AckContext>,
     acks: &'a Mutex<Acks>,
@@ -207,7 +208,7 @@ struct Ctx<'a> {
 
 /// One batch, ready to publish.
 struct Batch {
-    rows: CursorRows,
+    rows: Rows,
     /// True for rows read by the NULL-timestamp cursor.
     null_cursor: bool,
 }
@@ -226,16 +227,6 @@ impl Ctx<'_> {
             if rows.is_empty() {
                 break;
             }
-            let rows = rows
-                .into_iter()
-                .map(|v| {
-                    let id = match v.first() {
-                        Some(Value::Int(i)) => *i,
-                        _ => 0,
-                    };
-                    (Cursor { ts_micros: 0, id }, v)
-                })
-                .collect();
             tokio::task::block_in_place(|| {
                 self.publish(
                     job,
@@ -255,7 +246,9 @@ impl Ctx<'_> {
                 break;
             }
             if rows.len() == limit && !shutdown.is_raised() {
-                let last = rows.last().map(|r| r.0).unwrap_or_default();
+                let last = rows
+                    .cursor(rows.len() - 1, job.spec.cols.len())
+                    .map_err(self.db_err("decode the cursor"))?;
                 next = Some(self.prefetch(job.spec, last, limit));
             }
             let done = tokio::task::block_in_place(|| {
@@ -282,7 +275,7 @@ impl Ctx<'_> {
         spec: &'static CursorTable,
         after: Cursor,
         limit: usize,
-    ) -> tokio::task::JoinHandle<Result<CursorRows>> {
+    ) -> tokio::task::JoinHandle<Result<Rows>> {
         let db = self.db.clone();
         tokio::spawn(async move { db.fetch_after(spec, after, limit).await })
     }
@@ -295,35 +288,52 @@ impl Ctx<'_> {
         let kerr = |what: &str| kafka::err(&self.cfg.kafka, format!("{what} ({})", job.spec.table));
         let data_parts = self.partitions[&job.topic];
         let dlq_parts = self.partitions[&self.cfg.topics.dlq];
+        let n = job.spec.cols.len();
         let mut w = Writer::default();
+        let mut row: Vec<Value<'_>> = Vec::with_capacity(n);
+        let (mut key, mut header) = (String::new(), String::new());
         let (mut sent, mut dead, mut recovered) = (0u64, 0u64, 0u64);
         let mut st = job.state.clone();
-        for (cursor, row) in &batch.rows {
+        for r in 0..batch.rows.len() {
+            batch.rows.values(r, job.spec.cols, &mut row);
             let pos = if batch.null_cursor {
-                Position::NullTs(cursor.id)
+                match row.first() {
+                    Some(Value::Int(id)) => Position::NullTs(*id),
+                    other => {
+                        return Err(Error::Internal(format!(
+                            "{}.{} read as {other:?}",
+                            job.spec.table, job.spec.id_col
+                        )));
+                    }
+                }
             } else {
-                Position::Keyset(*cursor)
+                let c = batch
+                    .rows
+                    .cursor(r, n)
+                    .map_err(self.db_err("decode the cursor"))?;
+                Position::Keyset(c)
             };
             let encoded = if batch.null_cursor {
                 Err(format!("{} is NULL or not a timestamp", job.spec.ts_col))
             } else {
                 match job.kind {
-                    SchemaKind::ProductSale => ProductSale::from_row(row).map(|s| {
+                    SchemaKind::ProductSale => ProductSale::from_row(&row).map(|s| {
                         w.start_framed(schema_id);
                         s.encode(&mut w);
-                        s.key()
+                        s.product_id
                     }),
-                    SchemaKind::Product => Product::from_row(row).map(|p| {
+                    SchemaKind::Product => Product::from_row(&row).map(|p| {
                         w.start_framed(schema_id);
                         p.encode(&mut w);
-                        p.key()
+                        p.id
                     }),
                     // Ingest tables are sales and products only (see `run`).
                     _ => Err("not an ingest table".to_string()),
                 }
             };
-            let header = pos.header();
-            let headers = OwnedHeaders::new_with_capacity(4)
+            header.clear();
+            pos.write_header(&mut header);
+            let headers = OwnedHeaders::new_with_capacity(5)
                 .insert(Header {
                     key: H_SOURCE,
                     value: Some(self.source),
@@ -336,14 +346,17 @@ impl Ctx<'_> {
                     key: H_CURSOR,
                     value: Some(header.as_str()),
                 });
-            let (topic, key, payload, headers) = match encoded {
-                Ok(key) => (&job.topic, key, std::mem::take(&mut w.buf), headers),
+            key.clear();
+            let (topic, payload, headers) = match encoded {
+                Ok(id) => {
+                    write!(key, "{id}").ok();
+                    (&job.topic, std::mem::take(&mut w.buf), headers)
+                }
                 Err(reason) => {
-                    let key = match row.first() {
-                        Some(Value::Int(i)) => i.to_string(),
-                        _ => String::new(),
-                    };
-                    let letter = dead_letter(self.source, job.spec, row, &reason);
+                    if let Some(Value::Int(id)) = row.first() {
+                        write!(key, "{id}").ok();
+                    }
+                    let letter = dead_letter(self.source, job.spec, &row, &reason);
                     let headers = headers
                         .insert(Header {
                             key: "jobs.stage",
@@ -353,22 +366,24 @@ impl Ctx<'_> {
                             key: "jobs.reason",
                             value: Some(reason.as_str()),
                         });
-                    (&self.cfg.topics.dlq, key, letter, headers)
+                    (&self.cfg.topics.dlq, letter, headers)
                 }
             };
             let is_dlq = *topic == self.cfg.topics.dlq;
             let partition =
                 partition_for(key.as_bytes(), if is_dlq { dlq_parts } else { data_parts });
-            let already = job
-                .tails
-                .get(&(topic.clone(), partition))
-                .is_some_and(|t| t.has(pos));
+            // Tails are found only after a crash; most runs skip the lookup.
+            let already = !job.tails.is_empty()
+                && job
+                    .tails
+                    .get(&(topic.clone(), partition))
+                    .is_some_and(|t| t.has(pos));
             if already {
                 recovered += 1;
             } else {
                 self.send(
                     BaseRecord::to(topic)
-                        .key(&key)
+                        .key(key.as_str())
                         .partition(partition)
                         .payload(payload.as_slice())
                         .headers(headers),
@@ -376,7 +391,9 @@ impl Ctx<'_> {
                 .map_err(kerr("send"))?;
                 if is_dlq { dead += 1 } else { sent += 1 }
             }
-            w.buf = payload;
+            if !is_dlq {
+                w.buf = payload;
+            }
             match pos {
                 Position::NullTs(id) => st.null_id = st.null_id.max(id),
                 Position::Keyset(c) => st.cursor = c,
@@ -414,8 +431,18 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Wraps a source error with what we were doing.
+    fn db_err(&self, what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
+        let what = what.to_string();
+        move |source| Error::Database {
+            url: self.db.name.clone(),
+            what,
+            source: Box::new(source),
+        }
+    }
+
     /// Hands one message to the producer and counts it.
-    fn send(&self, rec: BaseRecord<'_, String, [u8]>) -> std::result::Result<(), KafkaError> {
+    fn send<K: rdkafka::message::ToBytes + ?Sized>(&self, rec: BaseRecord<'_, K, [u8]>) -> std::result::Result<(), KafkaError> {
         kafka::send(self.producer, rec)?;
         self.sent_total
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);

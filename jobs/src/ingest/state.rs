@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::config::Config;
-use crate::io::db::Cursor;
+use crate::io::source::Cursor;
 use crate::io::kafka;
 
 /// Header names on every message ingest writes.
@@ -49,10 +49,19 @@ pub enum Position {
 
 impl Position {
     pub fn header(&self) -> String {
-        match self {
-            Position::Keyset(c) => format!("T:{}:{}", c.ts_micros, c.id),
-            Position::NullTs(id) => format!("N:{id}"),
-        }
+        let mut s = String::new();
+        self.write_header(&mut s);
+        s
+    }
+
+    /// Appends the header text to `out` (ingest reuses one buffer for every message).
+    pub fn write_header(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = match self {
+            Position::Keyset(c) => write!(out, "T:{}:{}", c.ts_micros, c.id),
+            Position::NullTs(id) => write!(out, "N:{id}"),
+        };
     }
 
     pub fn parse(s: &str) -> Option<Position> {

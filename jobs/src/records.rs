@@ -303,6 +303,9 @@ pub fn format_cents(cents: i64) -> String {
 /// microseconds since the epoch.
 pub fn parse_micros(text: &str) -> Option<i64> {
     let t = text.trim();
+    if let Some(m) = parse_canonical_micros(t.as_bytes()) {
+        return Some(m);
+    }
     for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(t, fmt) {
             return Some(dt.and_utc().timestamp_micros());
@@ -311,6 +314,38 @@ pub fn parse_micros(text: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(t)
         .ok()
         .map(|d| d.timestamp_micros())
+}
+
+/// The fast path of [`parse_micros`]: exactly `YYYY-MM-DD HH:MM:SS` with an optional
+/// fraction of 1 to 6 digits, as every dialect's projection renders timestamps; anything else
+/// (or an impossible date) is left to chrono's general parser.
+fn parse_canonical_micros(b: &[u8]) -> Option<i64> {
+    fn num(b: &[u8]) -> Option<u32> {
+        b.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    }
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let micros = match &b[19..] {
+        [] => 0,
+        [b'.', frac @ ..] if (1..=6).contains(&frac.len()) => {
+            num(frac)? * 10u32.pow(6 - frac.len() as u32)
+        }
+        _ => return None,
+    };
+    let date =
+        chrono::NaiveDate::from_ymd_opt(num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?)?;
+    let dt =
+        date.and_hms_micro_opt(num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?, micros)?;
+    Some(dt.and_utc().timestamp_micros())
 }
 
 /// Formats microseconds as the canonical `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) text that every
@@ -391,6 +426,29 @@ mod tests {
         assert_eq!(parse_micros("2026-11-21 13:05:00"), Some(m - 250_000));
         assert_eq!(rfc3339_micros(m), "2026-11-21T13:05:00.250000Z");
         assert_eq!(parse_micros("21/11/2026"), None);
+        // The fast path agrees with chrono's parser, and leaves it what it does not know.
+        for t in [
+            "2026-11-21 13:05:00.123456",
+            "2026-11-21 13:05:00.1",
+            "1999-12-31 23:59:59",
+            "2024-02-29 00:00:00.000001",
+        ] {
+            let slow = NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros();
+            assert_eq!(parse_canonical_micros(t.as_bytes()), Some(slow), "{t}");
+        }
+        for t in [
+            "2025-02-29 00:00:00",
+            "2026-11-21 24:00:00",
+            "2026-11-21 13:05:00.1234567",
+            "2026-11-21T13:05:00",
+            "2026-1x-21 13:05:00",
+        ] {
+            assert_eq!(parse_canonical_micros(t.as_bytes()), None, "{t}");
+        }
+        assert_eq!(parse_micros("2025-02-29 00:00:00"), None);
     }
 
     #[test]

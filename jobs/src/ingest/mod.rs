@@ -3,9 +3,10 @@
 //! Each table is read in keyset order `(timestamp, id)` from a cursor, in batches. A batch is
 //! sent with an idempotent producer (`acks=all`, ordered per partition); only when the
 //! broker has acknowledged every message of it does a checkpoint (cursor plus per-partition
-//! offsets) go to the state topic. After a crash, `state::scan_tails` finds the rows that
-//! reached the broker after the last checkpoint, and the rerun skips exactly those: no row
-//! is lost and none is sent twice. (Kafka transactions would do the same with less reading,
+//! offsets) go to the state topic. Three batches overlap: one is read while the next is sent
+//! and the one before is acknowledged (`flights` attributes each report to its batch). After
+//! a crash, `state::scan_tails` finds the rows that reached the broker after the last
+//! checkpoint, and the rerun skips exactly those: no row is lost and none is sent twice. (Kafka transactions would do the same with less reading,
 //! but the local broker, Tansu 0.6.0, does not implement `EndTxn`; this works on any broker.)
 //!
 //! The partition of a message is chosen here, with Kafka's default murmur2 hash of the key
@@ -13,11 +14,12 @@
 //! a row went. Rows whose timestamp is NULL can never pass a keyset cursor; they are
 //! dead-lettered through a second cursor on the id alone, so nothing is skipped silently.
 
+mod flights;
 mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -26,12 +28,13 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind, Writer};
+use crate::io::kafka::{self, partition_for};
 use crate::io::source::{Cursor, CursorTable, Rows, Source, Value};
-use crate::io::kafka::{self, AckContext, Acks, partition_for};
 use crate::records::{PRODUCTS_TABLE, Product, ProductSale, SALES_TABLE, rfc3339_micros};
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
+use flights::{FlightContext, Flights, NO_BATCH};
 use state::{H_CURSOR, H_SOURCE, H_TABLE, Tail, tp_key};
 pub use state::{Position, TableState};
 
@@ -62,10 +65,23 @@ struct TableJob {
     spec: &'static CursorTable,
     kind: SchemaKind,
     topic: String,
+    /// The last checkpoint written.
     state: TableState,
+    /// Where the batches handed to the producer end (ahead of `state` while they fly).
+    sent: TableState,
+    /// Batches sent and not yet checkpointed, oldest first.
+    pending: VecDeque<Pending>,
     stats: Stats,
     /// Rows delivered after the last checkpoint, per (topic, partition).
     tails: HashMap<(String, i32), Tail>,
+}
+
+/// A batch handed to the producer, waiting for its acknowledgements.
+struct Pending {
+    batch: usize,
+    /// The table's position once this batch is delivered (offsets are added then).
+    state: TableState,
+    stats: Stats,
 }
 
 /// Runs ingest with the given config until the mode says stop.
@@ -77,8 +93,8 @@ pub async fn run(cfg: &Config, mode: Mode) -> Result<Stats> {
 pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<Stats> {
     let db = Source::connect(&cfg.database_url).await?;
     let registry = Registry::for_config(cfg).await?;
-    let acks = Arc::new(Mutex::new(Acks::default()));
-    let producer = kafka::idempotent_producer(&cfg.kafka, acks.clone())?;
+    let flights = Flights::default();
+    let producer = kafka::idempotent_producer_with(&cfg.kafka, FlightContext(flights.clone()))?;
     let source = cfg.source_name();
     let partitions = {
         let cfg = cfg.clone();
@@ -99,6 +115,8 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
             kind: SchemaKind::ProductSale,
             topic: cfg.topics.product_sales.clone(),
             state: saved.remove(SALES_TABLE.table).unwrap_or_default(),
+            sent: TableState::default(),
+            pending: VecDeque::new(),
             stats: Stats::default(),
             tails: HashMap::new(),
         },
@@ -107,11 +125,14 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
             kind: SchemaKind::Product,
             topic: cfg.topics.product_updates.clone(),
             state: saved.remove(PRODUCTS_TABLE.table).unwrap_or_default(),
+            sent: TableState::default(),
+            pending: VecDeque::new(),
             stats: Stats::default(),
             tails: HashMap::new(),
         },
     ];
     for j in &mut jobs {
+        j.sent = j.state.clone();
         let topics = [
             (j.topic.as_str(), partitions[&j.topic]),
             (cfg.topics.dlq.as_str(), partitions[&cfg.topics.dlq]),
@@ -134,10 +155,10 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
         db: &db,
         registry: &registry,
         producer: &producer,
-        acks: &acks,
+        flights: &flights,
         source: &source,
         partitions: &partitions,
-        sent_total: std::sync::atomic::AtomicU64::new(0),
+        batches: AtomicUsize::new(NO_BATCH),
     };
     let started = Instant::now();
     loop {
@@ -177,6 +198,15 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
     );
     tokio::task::block_in_place(|| producer.flush(Duration::from_secs(10)))
         .map_err(kafka::err(&cfg.kafka, "flush producer"))?;
+    if let Some(first) = flights.first_failure()? {
+        // Only a checkpoint can still fail here (every batch was acknowledged): the rerun
+        // falls back to the previous one and its tail scan skips what was delivered.
+        return Err(Error::Kafka {
+            brokers: cfg.kafka.brokers.clone(),
+            what: format!("write the last checkpoint: {first}; rerun to resume"),
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
+        });
+    }
     Ok(total)
 }
 
@@ -198,12 +228,12 @@ struct Ctx<'a> {
     cfg: &'a Config,
     db: &'a Source,
     registry: &'a Registry,
-    producer: &'a ThreadedProducer<AckContext>,
-    acks: &'a Mutex<Acks>,
+    producer: &'a ThreadedProducer<FlightContext>,
+    flights: &'a Flights,
     source: &'a str,
     partitions: &'a HashMap<String, i32>,
-    /// Messages handed to the producer, ever (compared with its delivery reports).
-    sent_total: std::sync::atomic::AtomicU64,
+    /// The last batch number given out (the delivery opaque of its messages).
+    batches: AtomicUsize,
 }
 
 /// One batch, ready to publish.
@@ -215,14 +245,14 @@ struct Batch {
 
 impl Ctx<'_> {
     /// Publishes everything past the table's cursor, one checkpoint per batch. While one
-    /// batch is published, the next is already being read.
+    /// batch is sent, the previous one is being acknowledged and the next one read.
     async fn drain(&self, job: &mut TableJob, shutdown: &Shutdown) -> Result<()> {
         let limit = self.cfg.ingest.batch_size;
         // Rows with a NULL timestamp first: they are rare and go to the dead-letter topic.
         loop {
             let rows = self
                 .db
-                .fetch_null_cursor(job.spec, job.state.null_id, limit)
+                .fetch_null_cursor(job.spec, job.sent.null_id, limit)
                 .await?;
             if rows.is_empty() {
                 break;
@@ -234,10 +264,11 @@ impl Ctx<'_> {
                         rows,
                         null_cursor: true,
                     },
-                )
+                )?;
+                self.settle(job, 0)
             })?;
         }
-        let mut next = Some(self.prefetch(job.spec, job.state.cursor, limit));
+        let mut next = Some(self.prefetch(job.spec, job.sent.cursor, limit));
         while let Some(pending) = next.take() {
             let rows = pending
                 .await
@@ -258,7 +289,9 @@ impl Ctx<'_> {
                         rows,
                         null_cursor: false,
                     },
-                )
+                )?;
+                // One batch is acknowledged while the next one is encoded and sent.
+                self.settle(job, 1)
             });
             if let Err(e) = done {
                 if let Some(n) = next {
@@ -267,7 +300,7 @@ impl Ctx<'_> {
                 return Err(e);
             }
         }
-        Ok(())
+        tokio::task::block_in_place(|| self.settle(job, 0))
     }
 
     fn prefetch(
@@ -280,10 +313,10 @@ impl Ctx<'_> {
         tokio::spawn(async move { db.fetch_after(spec, after, limit).await })
     }
 
-    /// Sends a batch, waits for every acknowledgement, then checkpoints. Blocking. Any
-    /// delivery failure ends the run: the checkpoint stays where it was and a rerun
-    /// recovers exactly.
+    /// Hands a batch to the producer (its checkpoint follows in [`Ctx::settle`]). Blocking.
     fn publish(&self, job: &mut TableJob, batch: Batch) -> Result<()> {
+        let seq = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        self.flights.open(seq)?;
         let schema_id = self.registry.id(job.kind)?;
         let kerr = |what: &str| kafka::err(&self.cfg.kafka, format!("{what} ({})", job.spec.table));
         let data_parts = self.partitions[&job.topic];
@@ -293,7 +326,7 @@ impl Ctx<'_> {
         let mut row: Vec<Value<'_>> = Vec::with_capacity(n);
         let (mut key, mut header) = (String::new(), String::new());
         let (mut sent, mut dead, mut recovered) = (0u64, 0u64, 0u64);
-        let mut st = job.state.clone();
+        let mut st = job.sent.clone();
         for r in 0..batch.rows.len() {
             batch.rows.values(r, job.spec.cols, &mut row);
             let pos = if batch.null_cursor {
@@ -349,12 +382,12 @@ impl Ctx<'_> {
             key.clear();
             let (topic, payload, headers) = match encoded {
                 Ok(id) => {
-                    write!(key, "{id}").ok();
+                    let _ = write!(key, "{id}");
                     (&job.topic, std::mem::take(&mut w.buf), headers)
                 }
                 Err(reason) => {
                     if let Some(Value::Int(id)) = row.first() {
-                        write!(key, "{id}").ok();
+                        let _ = write!(key, "{id}");
                     }
                     let letter = dead_letter(self.source, job.spec, &row, &reason);
                     let headers = headers
@@ -382,7 +415,7 @@ impl Ctx<'_> {
                 recovered += 1;
             } else {
                 self.send(
-                    BaseRecord::to(topic)
+                    BaseRecord::with_opaque_to(topic, seq)
                         .key(key.as_str())
                         .partition(partition)
                         .payload(payload.as_slice())
@@ -399,36 +432,85 @@ impl Ctx<'_> {
                 Position::Keyset(c) => st.cursor = c,
             }
         }
-        let target = self.sent_total.load(std::sync::atomic::Ordering::SeqCst);
-        kafka::wait_for_reports(self.acks, target, Duration::from_secs(120))?;
-        self.take_acks(&mut st)?;
-        failpoint_before_checkpoint();
+        self.flights.close(seq, sent + dead)?;
         st.rows += sent + dead + recovered;
-        let (key, value) = state::record(self.source, job.spec.table, &st);
-        self.send(
-            BaseRecord::to(&self.cfg.topics.ingest_state)
-                .key(&key)
-                .partition(0)
-                .payload(value.as_slice()),
-        )
-        .map_err(kerr("send checkpoint"))?;
-        // The checkpoint is not waited for here: it is acknowledged with the next batch (or
-        // the final flush). Until then a crash falls back to the previous checkpoint, and
-        // the tail scan still finds exactly what was delivered.
-        job.state = st;
-        job.stats.sent += sent;
-        job.stats.dead_lettered += dead;
-        job.stats.recovered += recovered;
-        job.stats.batches += 1;
-        tracing::debug!(
-            message = "Batch acknowledged and checkpointed.",
-            table = job.spec.table,
-            sent,
-            dead_lettered = dead,
-            recovered,
-            cursor_id = job.state.cursor.id,
-        );
+        job.sent = st.clone();
+        job.pending.push_back(Pending {
+            batch: seq,
+            state: st,
+            stats: Stats {
+                sent,
+                dead_lettered: dead,
+                batches: 1,
+                recovered,
+            },
+        });
         Ok(())
+    }
+
+    /// Checkpoints acknowledged batches, oldest first, until at most `keep` are in flight.
+    /// Blocking. Any delivery failure ends the run: the checkpoint stays at the last batch
+    /// delivered in full and a rerun recovers exactly.
+    fn settle(&self, job: &mut TableJob, keep: usize) -> Result<()> {
+        while job.pending.len() > keep {
+            let flight = self
+                .flights
+                .take_oldest(Duration::from_secs(120))
+                .map_err(|what| self.kafka_failure(what))?;
+            let Some(p) = job.pending.pop_front() else {
+                return Err(Error::Internal("acknowledged batch was not pending".into()));
+            };
+            if p.batch != flight.batch {
+                return Err(Error::Internal(format!(
+                    "batch {} acknowledged while {} was the oldest",
+                    flight.batch, p.batch
+                )));
+            }
+            failpoint_before_checkpoint();
+            let mut st = p.state;
+            // Offsets of this batch and earlier ones only: a checkpoint never runs ahead.
+            st.offsets = job.state.offsets.clone();
+            for (topic, partition, next) in flight.next_offsets {
+                let e = st.offsets.entry(tp_key(&topic, partition)).or_insert(0);
+                *e = (*e).max(next);
+            }
+            let (key, value) = state::record(self.source, job.spec.table, &st);
+            self.send(
+                BaseRecord::with_opaque_to(&self.cfg.topics.ingest_state, NO_BATCH)
+                    .key(&key)
+                    .partition(0)
+                    .payload(value.as_slice()),
+            )
+            .map_err(kafka::err(
+                &self.cfg.kafka,
+                format!("send checkpoint ({})", job.spec.table),
+            ))?;
+            // The checkpoint is not waited for here: a failure shows at the next batch (or the
+            // final flush). Until then a crash falls back to the previous checkpoint, and the
+            // tail scan still finds exactly what was delivered.
+            job.state = st;
+            job.stats.sent += p.stats.sent;
+            job.stats.dead_lettered += p.stats.dead_lettered;
+            job.stats.recovered += p.stats.recovered;
+            job.stats.batches += 1;
+            tracing::debug!(
+                message = "Batch acknowledged and checkpointed.",
+                table = job.spec.table,
+                sent = p.stats.sent,
+                dead_lettered = p.stats.dead_lettered,
+                recovered = p.stats.recovered,
+                cursor_id = job.state.cursor.id,
+            );
+        }
+        Ok(())
+    }
+
+    fn kafka_failure(&self, what: String) -> Error {
+        Error::Kafka {
+            brokers: self.cfg.kafka.brokers.clone(),
+            what,
+            source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
+        }
     }
 
     /// Wraps a source error with what we were doing.
@@ -441,36 +523,12 @@ impl Ctx<'_> {
         }
     }
 
-    /// Hands one message to the producer and counts it.
-    fn send<K: rdkafka::message::ToBytes + ?Sized>(&self, rec: BaseRecord<'_, K, [u8]>) -> std::result::Result<(), KafkaError> {
-        kafka::send(self.producer, rec)?;
-        self.sent_total
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Moves delivered offsets into `st`; fails if any message was not delivered.
-    fn take_acks(&self, st: &mut TableState) -> Result<()> {
-        let mut acks = self
-            .acks
-            .lock()
-            .map_err(|_| Error::Internal("delivery report lock poisoned".into()))?;
-        if !acks.errors.is_empty() {
-            let n = acks.errors.len();
-            let first = acks.errors[0].clone();
-            return Err(Error::Kafka {
-                brokers: self.cfg.kafka.brokers.clone(),
-                what: format!(
-                    "{n} messages not delivered, first: {first}; the checkpoint did not move, rerun to resume"
-                ),
-                source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
-            });
-        }
-        for ((topic, p), next) in acks.next_offsets.drain() {
-            let e = st.offsets.entry(tp_key(&topic, p)).or_insert(0);
-            *e = (*e).max(next);
-        }
-        Ok(())
+    /// Hands one message to the producer.
+    fn send<K: rdkafka::message::ToBytes + ?Sized>(
+        &self,
+        rec: BaseRecord<'_, K, [u8], usize>,
+    ) -> std::result::Result<(), KafkaError> {
+        kafka::send(self.producer, rec)
     }
 }
 

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::config::Config;
-use crate::io::source::Cursor;
 use crate::io::kafka;
+use crate::io::source::Cursor;
 
 /// Header names on every message ingest writes.
 pub const H_SOURCE: &str = "jobs.source";

@@ -147,14 +147,28 @@ pub fn idempotent_producer(
     cfg: &KafkaConfig,
     acks: Arc<Mutex<Acks>>,
 ) -> Result<ThreadedProducer<AckContext>> {
+    idempotent_producer_with(cfg, AckContext(acks))
+}
+
+/// An idempotent producer (`acks=all`, ordered per partition) with its own delivery context.
+pub fn idempotent_producer_with<C: ProducerContext + 'static>(
+    cfg: &KafkaConfig,
+    context: C,
+) -> Result<ThreadedProducer<C>> {
     let mut c = client_config(cfg);
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .set("queue.buffering.max.kbytes", "1048576");
-    c.create_with_context(AckContext(acks))
+    c.set("enable.idempotence", "true").set("acks", "all");
+    // Batching defaults; `kafka.properties` overrides them.
+    for (k, v) in [
+        ("linger.ms", "5"),
+        ("batch.num.messages", "10000"),
+        ("queue.buffering.max.messages", "500000"),
+        ("queue.buffering.max.kbytes", "1048576"),
+    ] {
+        if !cfg.properties.contains_key(k) {
+            c.set(k, v);
+        }
+    }
+    c.create_with_context(context)
         .map_err(err(cfg, "create producer"))
 }
 
@@ -216,12 +230,9 @@ pub fn wait_for_reports(acks: &Mutex<Acks>, target: u64, timeout: Duration) -> R
 }
 
 /// Enqueues one message, waiting while librdkafka's queue is full.
-pub fn send<
-    C: ProducerContext<DeliveryOpaque = ()> + 'static,
-    K: rdkafka::message::ToBytes + ?Sized,
->(
+pub fn send<C: ProducerContext + 'static, K: rdkafka::message::ToBytes + ?Sized>(
     producer: &ThreadedProducer<C>,
-    mut rec: BaseRecord<'_, K, [u8]>,
+    mut rec: BaseRecord<'_, K, [u8], C::DeliveryOpaque>,
 ) -> std::result::Result<(), KafkaError> {
     loop {
         match producer.send(rec) {

@@ -286,10 +286,8 @@ impl Source {
             p2 = d.param(2),
         );
         let limit = limit as i64;
-        fetch_all!(&self.pools, sql.as_str(), after_id, limit).map_err(self.err(format!(
-            "read {} rows with a NULL {}",
-            t.table, t.ts_col
-        )))
+        fetch_all!(&self.pools, sql.as_str(), after_id, limit)
+            .map_err(self.err(format!("read {} rows with a NULL {}", t.table, t.ts_col)))
     }
 }
 

@@ -201,11 +201,10 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
     if let Some(first) = flights.first_failure()? {
         // Only a checkpoint can still fail here (every batch was acknowledged): the rerun
         // falls back to the previous one and its tail scan skips what was delivered.
-        return Err(Error::Kafka {
-            brokers: cfg.kafka.brokers.clone(),
-            what: format!("write the last checkpoint: {first}; rerun to resume"),
-            source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
-        });
+        return Err(delivery_failure(
+            cfg,
+            format!("write the last checkpoint: {first}; rerun to resume"),
+        ));
     }
     Ok(total)
 }
@@ -456,7 +455,7 @@ impl Ctx<'_> {
             let flight = self
                 .flights
                 .take_oldest(Duration::from_secs(120))
-                .map_err(|what| self.kafka_failure(what))?;
+                .map_err(|what| delivery_failure(self.cfg, what))?;
             let Some(p) = job.pending.pop_front() else {
                 return Err(Error::Internal("acknowledged batch was not pending".into()));
             };
@@ -505,14 +504,6 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn kafka_failure(&self, what: String) -> Error {
-        Error::Kafka {
-            brokers: self.cfg.kafka.brokers.clone(),
-            what,
-            source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
-        }
-    }
-
     /// Wraps a source error with what we were doing.
     fn db_err(&self, what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
         let what = what.to_string();
@@ -529,6 +520,15 @@ impl Ctx<'_> {
         rec: BaseRecord<'_, K, [u8], usize>,
     ) -> std::result::Result<(), KafkaError> {
         kafka::send(self.producer, rec)
+    }
+}
+
+/// A message that the broker did not take, as an error naming the brokers.
+fn delivery_failure(cfg: &Config, what: String) -> Error {
+    Error::Kafka {
+        brokers: cfg.kafka.brokers.clone(),
+        what,
+        source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
     }
 }
 

@@ -60,6 +60,15 @@ pub struct Stats {
     pub recovered: u64,
 }
 
+impl std::ops::AddAssign<&Stats> for Stats {
+    fn add_assign(&mut self, o: &Stats) {
+        self.sent += o.sent;
+        self.dead_lettered += o.dead_lettered;
+        self.batches += o.batches;
+        self.recovered += o.recovered;
+    }
+}
+
 /// One table's job: where it reads, what it writes, and how far it got.
 struct TableJob {
     spec: &'static CursorTable,
@@ -183,10 +192,7 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
             batches = j.stats.batches,
             recovered = j.stats.recovered,
         );
-        total.recovered += j.stats.recovered;
-        total.sent += j.stats.sent;
-        total.dead_lettered += j.stats.dead_lettered;
-        total.batches += j.stats.batches;
+        total += &j.stats;
     }
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -488,10 +494,7 @@ impl Ctx<'_> {
             // final flush). Until then a crash falls back to the previous checkpoint, and the
             // tail scan still finds exactly what was delivered.
             job.state = st;
-            job.stats.sent += p.stats.sent;
-            job.stats.dead_lettered += p.stats.dead_lettered;
-            job.stats.recovered += p.stats.recovered;
-            job.stats.batches += 1;
+            job.stats += &p.stats;
             tracing::debug!(
                 message = "Batch acknowledged and checkpointed.",
                 table = job.spec.table,

@@ -77,8 +77,17 @@ fn ingest_matches_the_database(backend: Backend) {
 
 /// Inserts `n` good sales with ids from `first_id`, dated and created at `ts`.
 fn insert_sales(env: &Env, first_id: i64, n: i64, ts: &str) {
-    let values: Vec<String> = (first_id..first_id + n)
-        .map(|i| format!("({i}, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 1, 65000.00, '{ts}', NULL, 'India', 'Visa', '{ts}')"))
+    let rows: Vec<(i64, String)> = (first_id..first_id + n)
+        .map(|i| (i, ts.to_string()))
+        .collect();
+    insert_sales_at(env, &rows);
+}
+
+/// Inserts good sales with the given ids, each dated and created at its timestamp.
+fn insert_sales_at(env: &Env, rows: &[(i64, String)]) {
+    let values: Vec<String> = rows
+        .iter()
+        .map(|(i, ts)| format!("({i}, 5, 'Lenovo ThinkPad', 'Laptop', 'Lenovo', 1, 65000.00, '{ts}', NULL, 'India', 'Visa', '{ts}')"))
         .collect();
     env.sql(&format!(
         "INSERT INTO product_sales (transaction_id, product_id, product_name, product_category, brand, quantity_sold, price_per_unit, transaction_date, customer_id, country, card_type, created_at) VALUES {}",
@@ -98,6 +107,29 @@ fn rows_at_the_watermark_timestamp_arrive_once(backend: Backend) {
     insert_sales(&env, 7, 1, "2026-11-20 10:00:00.000001");
     env.jobs(&["ingest", "--once"]);
     assert_exact(&env.check("product_sales"), 7);
+}
+
+/// Cursor order that is not id order: MySQL reads a batch's ids from the cursor index and the
+/// rows by a primary-key range (sorted client-side), or row by row when the ids are scattered.
+/// Every row arrives once, whatever the layout.
+fn rows_out_of_id_order_arrive_once(backend: Backend) {
+    let env = Env::with_batch(backend, 4);
+    env.jobs(&["init"]);
+    let at = |s: i64| format!("2026-11-20 10:00:{:02}.{:06}", s / 10, (s % 10) * 100_000);
+    let mut rows = Vec::new();
+    // Dense ids, created in reverse id order.
+    rows.extend((1..=12).map(|id| (id, at(130 - id * 10))));
+    // Scattered ids in cursor order (a range read would not pay off).
+    rows.extend((1..=5).map(|k| (k * 1000, at(200 + k))));
+    // Dense ids, shuffled timestamps, some shared.
+    rows.extend((13..=24).map(|id| (id, at(300 + (id * 7) % 5))));
+    insert_sales_at(&env, &rows);
+    env.jobs(&["ingest", "--once"]);
+    assert_exact(&env.check("product_sales"), 29);
+    // New rows behind scattered ones, and one that fills a gap of the id range.
+    insert_sales_at(&env, &[(25, at(400)), (999, at(401)), (26, at(401))]);
+    env.jobs(&["ingest", "--once"]);
+    assert_exact(&env.check("product_sales"), 32);
 }
 
 fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
@@ -306,6 +338,7 @@ macro_rules! for_each_backend {
 for_each_backend!(
     ingest_matches_the_database,
     rows_at_the_watermark_timestamp_arrive_once,
+    rows_out_of_id_order_arrive_once,
     kill_9_then_rerun_loses_and_duplicates_nothing,
     bad_rows_are_dead_lettered_and_ingest_goes_on,
     export_json_equals_the_topic

@@ -356,7 +356,7 @@ pub struct Topics {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Rows per batch; one batch is one Kafka transaction.
+    /// Rows per batch; a batch is checkpointed once the broker has acknowledged all of it.
     pub batch_size: usize,
     /// How long to wait before polling again once every table is drained.
     #[serde(with = "humantime_serde")]

@@ -92,6 +92,10 @@ impl<'a> Fields<'_, 'a> {
             Value::Null => Ok(None),
             Value::Int(v) => Ok(Some(*v)),
             Value::Text(t) => Err(format!("{} is not an integer: {t:?}", self.cols[i].name())),
+            Value::Micros(_) => Err(format!(
+                "{} is a timestamp, not an integer",
+                self.cols[i].name()
+            )),
             Value::Undecodable(why) => Err(self.undecodable(i, why)),
         }
     }
@@ -100,6 +104,7 @@ impl<'a> Fields<'_, 'a> {
             Value::Null => Ok(None),
             Value::Int(v) => Err(format!("{} is not text: {v}", self.cols[i].name())),
             Value::Text(t) => Ok(Some(t)),
+            Value::Micros(_) => Err(format!("{} is a timestamp, not text", self.cols[i].name())),
             Value::Undecodable(why) => Err(self.undecodable(i, why)),
         }
     }
@@ -131,6 +136,9 @@ impl<'a> Fields<'_, 'a> {
     }
     fn time(&self, i: usize) -> Result<i64, String> {
         let name = self.cols[i].name();
+        if let Value::Micros(m) = self.row[i] {
+            return Ok(m);
+        }
         let t = self.req_str(i)?;
         parse_micros(t).ok_or_else(|| format!("{name} is not a timestamp: {t:?}"))
     }
@@ -457,6 +465,15 @@ mod tests {
         assert_eq!(sale.price_per_unit_cents, 5_000_000);
         assert_eq!(sale.customer_id, None);
         assert_eq!(sale.key(), "7");
+        // A timestamp read natively (MySQL) is the same sale.
+        let mut r = sale_row();
+        r[7] = Value::Micros(parse_micros("2026-11-21 13:05:00.250000").unwrap());
+        assert_eq!(ProductSale::from_row(&r).unwrap(), sale);
+        r[2] = Value::Micros(0);
+        assert_eq!(
+            ProductSale::from_row(&r).unwrap_err(),
+            "product_name is a timestamp, not text"
+        );
 
         let mut r = sale_row();
         r[2] = Value::Null;

@@ -35,7 +35,7 @@ use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
 use flights::{FlightContext, Flights, NO_BATCH};
-use state::{H_CURSOR, H_SOURCE, H_TABLE, Tail, tp_key};
+use state::{H_ORIGIN, H_TABLE, Tail, origin_prefix, tp_key};
 pub use state::{Position, TableState};
 
 /// How long `ingest` runs.
@@ -329,7 +329,9 @@ impl Ctx<'_> {
         let n = job.spec.cols.len();
         let mut w = Writer::default();
         let mut row: Vec<Value<'_>> = Vec::with_capacity(n);
-        let (mut key, mut header) = (String::new(), String::new());
+        let mut key = String::new();
+        let prefix = origin_prefix(self.source, job.spec.table);
+        let mut origin = prefix.clone();
         let (mut sent, mut dead, mut recovered) = (0u64, 0u64, 0u64);
         let mut st = job.sent.clone();
         for r in 0..batch.rows.len() {
@@ -369,21 +371,12 @@ impl Ctx<'_> {
                     _ => Err("not an ingest table".to_string()),
                 }
             };
-            header.clear();
-            pos.write_header(&mut header);
-            let headers = OwnedHeaders::new_with_capacity(5)
-                .insert(Header {
-                    key: H_SOURCE,
-                    value: Some(self.source),
-                })
-                .insert(Header {
-                    key: H_TABLE,
-                    value: Some(job.spec.table),
-                })
-                .insert(Header {
-                    key: H_CURSOR,
-                    value: Some(header.as_str()),
-                });
+            origin.truncate(prefix.len());
+            pos.write_header(&mut origin);
+            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: H_ORIGIN,
+                value: Some(origin.as_str()),
+            });
             key.clear();
             let (topic, payload, headers) = match encoded {
                 Ok(id) => {
@@ -396,6 +389,10 @@ impl Ctx<'_> {
                     }
                     let letter = dead_letter(self.source, job.spec, &row, &reason);
                     let headers = headers
+                        .insert(Header {
+                            key: H_TABLE,
+                            value: Some(job.spec.table),
+                        })
                         .insert(Header {
                             key: "jobs.stage",
                             value: Some("ingest"),

@@ -20,10 +20,28 @@ use crate::config::Config;
 use crate::io::kafka;
 use crate::io::source::Cursor;
 
-/// Header names on every message ingest writes.
-pub const H_SOURCE: &str = "jobs.source";
+/// The header on every message ingest writes: `<source>|<table>|<position>` (see
+/// [`Position`]), one header rather than three because headers are a large part of the
+/// producer's and the broker's work per message.
+pub const H_ORIGIN: &str = "jobs.origin";
+/// The table's name, also on dead letters (for people and tools reading the DLQ).
 pub const H_TABLE: &str = "jobs.table";
-pub const H_CURSOR: &str = "jobs.cursor";
+// Written by versions before `jobs.origin`; still read by recovery.
+const H_SOURCE: &str = "jobs.source";
+const H_CURSOR: &str = "jobs.cursor";
+
+/// The `jobs.origin` header's text up to the position: `<source>|<table>|`.
+pub fn origin_prefix(source: &str, table: &str) -> String {
+    format!("{source}|{table}|")
+}
+
+/// Splits a `jobs.origin` header into source, table and position.
+fn parse_origin(v: &str) -> Option<(&str, &str, Position)> {
+    let mut it = v.rsplitn(3, '|');
+    let pos = Position::parse(it.next()?)?;
+    let table = it.next()?;
+    Some((it.next()?, table, pos))
+}
 
 /// How far ingest got in one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +57,7 @@ pub struct TableState {
     pub offsets: BTreeMap<String, i64>,
 }
 
-/// The position of one message, as its `jobs.cursor` header says: `T:<micros>:<id>` for the
+/// The position of one message, as its `jobs.origin` header ends: `T:<micros>:<id>` for the
 /// keyset cursor, `N:<id>` for the NULL-timestamp cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
@@ -182,6 +200,11 @@ pub fn scan_tails(
             for hd in h.iter() {
                 let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
                 match hd.key {
+                    H_ORIGIN => {
+                        if let Some((s, t, p)) = v.and_then(parse_origin) {
+                            (src, tbl, pos) = (Some(s), Some(t), Some(p));
+                        }
+                    }
                     H_SOURCE => src = v,
                     H_TABLE => tbl = v,
                     H_CURSOR => pos = v.and_then(Position::parse),
@@ -218,6 +241,10 @@ pub fn scan_tails(
 mod tests {
     use super::*;
 
+    fn p_header(c: Cursor) -> String {
+        Position::Keyset(c).header()
+    }
+
     #[test]
     fn positions_round_trip_and_tails_compare() {
         let c = Cursor {
@@ -228,6 +255,16 @@ mod tests {
             assert_eq!(Position::parse(&p.header()), Some(p));
         }
         assert_eq!(Position::parse("X:1"), None);
+        let origin = format!(
+            "{}{}",
+            origin_prefix("mysql://db|x", "product_sales"),
+            p_header(c)
+        );
+        assert_eq!(
+            parse_origin(&origin),
+            Some(("mysql://db|x", "product_sales", Position::Keyset(c)))
+        );
+        assert_eq!(parse_origin("product_sales|T:1:2"), None);
         let tail = Tail {
             keyset: Some(c),
             null_id: None,

@@ -204,7 +204,9 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
     let out = env.jobs(&["ingest", "--once"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Batch 2 was delivered in full; batch 3, sent while batch 2 was being acknowledged, may
-    // have been delivered too (wholly or in part). Either way none of it is sent again.
+    // have been delivered too (wholly or in part), and batch 1's checkpoint may still have been
+    // lingering in the producer when the process died (then batch 1 is recovered as well).
+    // Either way none of it is sent again.
     let recovered: u64 = stdout
         .split("; ")
         .nth(1)
@@ -212,7 +214,7 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no recovered count in {stdout:?}"));
     assert!(
-        (700..=1400).contains(&recovered),
+        (700..=2100).contains(&recovered),
         "the batches past the checkpoint are recovered, not resent: {stdout}"
     );
     assert_exact(&env.check("product_sales"), 26_000);

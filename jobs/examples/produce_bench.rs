@@ -1,5 +1,5 @@
 //! The broker's produce limit, for benchmarks: sends N pre-encoded messages of a given size
-//! with the same producer settings as `jobs ingest` (idempotent, acks=all, linger 5 ms) and
+//! with the same producer settings as `jobs ingest` (idempotent, acks=all, linger 20 ms) and
 //! prints `produced N msgs in S s = R msgs/s`.
 //!
 //! `cargo run --release --example produce_bench -- BROKERS TOPIC COUNT SIZE`
@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
         .set("queue.buffering.max.kbytes", "1048576")

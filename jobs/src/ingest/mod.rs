@@ -423,7 +423,8 @@ impl Ctx<'_> {
                         .payload(payload.as_slice())
                         .headers(headers),
                 )
-                .map_err(kerr("send"))?;
+                // Built only on failure: this runs once per message.
+                .map_err(|e| kerr("send")(e))?;
                 if is_dlq { dead += 1 } else { sent += 1 }
             }
             if !is_dlq {
@@ -505,11 +506,10 @@ impl Ctx<'_> {
     }
 
     /// Wraps a source error with what we were doing.
-    fn db_err(&self, what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
-        let what = what.to_string();
+    fn db_err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
         move |source| Error::Database {
             url: self.db.name.clone(),
-            what,
+            what: what.to_string(),
             source: Box::new(source),
         }
     }

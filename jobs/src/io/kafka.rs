@@ -159,7 +159,9 @@ pub fn idempotent_producer_with<C: ProducerContext + 'static>(
     c.set("enable.idempotence", "true").set("acks", "all");
     // Batching defaults; `kafka.properties` overrides them.
     for (k, v) in [
-        ("linger.ms", "5"),
+        // 20 ms: fewer, fuller produce requests; measured less CPU for us and the broker
+        // than 5 ms at the same or better throughput (README, Benchmarks).
+        ("linger.ms", "20"),
         ("batch.num.messages", "10000"),
         ("queue.buffering.max.messages", "500000"),
         ("queue.buffering.max.kbytes", "1048576"),
@@ -333,8 +335,30 @@ fn read_topic_to_end<T>(
     f: &(impl Fn(&BorrowedMessage<'_>) -> Option<T> + Sync),
 ) -> Result<Vec<T>> {
     let consumer = scan_consumer(cfg, group)?;
+    let missing = || format!("read {what} from {topic} (does it exist? run `jobs init`)");
+    // A partition with nothing past its start offset is not read at all: one watermark query
+    // is much cheaper than fetching up to its end (measured: ~0.6 s per topic on a fresh
+    // client, which every ingest start and a restart after a clean stop paid in full).
+    let mut todo = Vec::new();
+    for &&(ref t, p, o) in parts {
+        let (low, high) = consumer
+            .fetch_watermarks(t, p, Duration::from_secs(30))
+            .map_err(|e| err(cfg, missing())(e))?;
+        let start = match o {
+            Offset::Beginning => Some(low),
+            Offset::Offset(x) => Some(x),
+            _ => None,
+        };
+        if start.is_none_or(|s| s < high) {
+            todo.push((t, p, o));
+        }
+    }
+    if todo.is_empty() {
+        close_in_background(consumer);
+        return Ok(Vec::new());
+    }
     let mut tpl = TopicPartitionList::new();
-    for (t, p, o) in parts {
+    for (t, p, o) in &todo {
         tpl.add_partition_offset(t, *p, *o)
             .map_err(err(cfg, format!("assign {what}")))?;
     }
@@ -344,7 +368,7 @@ fn read_topic_to_end<T>(
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut eof = std::collections::HashSet::new();
     let mut out = Vec::new();
-    while eof.len() < parts.len() {
+    while eof.len() < todo.len() {
         if Instant::now() > deadline {
             return Err(Error::Kafka {
                 brokers: cfg.brokers.clone(),
@@ -357,16 +381,19 @@ fn read_topic_to_end<T>(
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 eof.insert(p);
             }
-            Some(Err(e)) => {
-                return Err(err(
-                    cfg,
-                    format!("read {what} from {topic} (does it exist? run `jobs init`)"),
-                )(e));
-            }
+            Some(Err(e)) => return Err(err(cfg, missing())(e)),
             Some(Ok(m)) => out.extend(f(&m)),
         }
     }
+    close_in_background(consumer);
     Ok(out)
+}
+
+/// Closes a scan consumer without waiting: rdkafka's close polls for at least 100 ms, and a
+/// consumer that only had partitions assigned (no group membership, no commits) leaves
+/// nothing behind that anyone waits for.
+fn close_in_background(consumer: BaseConsumer<QuietContext>) {
+    std::thread::spawn(move || drop(consumer));
 }
 
 /// Partition count of each topic; an error naming the first one that does not exist.

@@ -372,7 +372,7 @@ impl Source {
         let n = t.cols.len();
         let mut keyed = Vec::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
-            let c = read_mysql_cursor(r, n).map_err(self.err("decode the cursor".into()))?;
+            let c = read_mysql_cursor(r, n).map_err(|e| self.err("decode the cursor".into())(e))?;
             keyed.push((c, i));
         }
         // The primary key order is the cursor order whenever rows were inserted in time order.

@@ -357,6 +357,7 @@ pub struct Topics {
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Rows per batch; a batch is checkpointed once the broker has acknowledged all of it.
+    /// 30,000 measured ~15% faster than 10,000 and no slower than 60,000 (README, Benchmarks).
     pub batch_size: usize,
     /// How long to wait before polling again once every table is drained.
     #[serde(with = "humantime_serde")]
@@ -417,7 +418,7 @@ impl Default for Topics {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            batch_size: 10_000,
+            batch_size: 30_000,
             poll_interval: Duration::from_secs(1),
             source_name: None,
         }

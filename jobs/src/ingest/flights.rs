@@ -142,10 +142,14 @@ impl ProducerContext for FlightContext {
             st.errors
                 .push(format!("{}[{}]: {e}", m.topic(), m.partition()));
         }
+        // Whether this report completed its batch: ingest waits for that, and only that
+        // (a condvar notification is a system call, too dear to make per message).
+        let mut completed = false;
         if batch != NO_BATCH {
             // The oldest batches are at the front; a report is almost always for one of them.
             if let Some(f) = st.flights.iter_mut().find(|f| f.batch == batch) {
                 f.reported += 1;
+                completed = f.done();
                 if failed.is_none() {
                     let (topic, partition, next) = (m.topic(), m.partition(), m.offset() + 1);
                     match f
@@ -159,7 +163,7 @@ impl ProducerContext for FlightContext {
                 }
             }
         }
-        let wake = failed.is_some() || st.flights.front().is_some_and(Flight::done);
+        let wake = failed.is_some() || completed;
         drop(st);
         if wake {
             self.0.0.1.notify_all();

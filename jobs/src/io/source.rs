@@ -28,7 +28,8 @@ pub enum Col {
     Text(&'static str),
     /// An exact decimal, read as its text.
     Money(&'static str),
-    /// A timestamp, read as canonical text.
+    /// A timestamp: microseconds where the driver reads it natively (MySQL/MariaDB), else
+    /// canonical text.
     Time(&'static str),
 }
 
@@ -176,15 +177,12 @@ fn read_mysql_values<'r>(row: &'r MySqlRow, cols: &[Col], out: &mut Vec<Value<'r
             Col::Int(_) => row
                 .try_get::<Option<i64>, _>(i)
                 .map(|v| v.map_or(Value::Null, Value::Int)),
-            Col::Text(_) => row
-                .try_get::<Option<&'r str>, _>(i)
-                .map(|v| v.map_or(Value::Null, Value::Text)),
             // sqlx checks DECIMAL only against its big-number types; the server sends the
             // value as its decimal text, which is what we want.
             Col::Money(_) if row.column(i).type_info().name() == "DECIMAL" => row
                 .try_get_unchecked::<Option<&'r str>, _>(i)
                 .map(|v| v.map_or(Value::Null, Value::Text)),
-            Col::Money(_) => row
+            Col::Text(_) | Col::Money(_) => row
                 .try_get::<Option<&'r str>, _>(i)
                 .map(|v| v.map_or(Value::Null, Value::Text)),
             Col::Time(_) => row

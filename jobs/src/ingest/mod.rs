@@ -35,7 +35,7 @@ use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
 use flights::{FlightContext, Flights, NO_BATCH};
-use state::{H_ORIGIN, H_TABLE, Tail, origin_prefix, tp_key};
+use state::{H_ORIGIN, H_TABLE, Tails, origin_prefix, tp_key};
 pub use state::{Position, TableState};
 
 /// How long `ingest` runs.
@@ -81,8 +81,9 @@ struct TableJob {
     /// Batches sent and not yet checkpointed, oldest first.
     pending: VecDeque<Pending>,
     stats: Stats,
-    /// Rows delivered after the last checkpoint, per (topic, partition).
-    tails: HashMap<(String, i32), Tail>,
+    /// What of this table reached the broker after the last checkpoint (empty unless the
+    /// last run crashed).
+    tails: Tails,
 }
 
 /// A batch handed to the producer, waiting for its acknowledgements.
@@ -123,31 +124,41 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
             spec: &SALES_TABLE,
             kind: SchemaKind::ProductSale,
             topic: cfg.topics.product_sales.clone(),
-            state: saved.remove(SALES_TABLE.table).unwrap_or_default(),
+            state: TableState::default(),
             sent: TableState::default(),
             pending: VecDeque::new(),
             stats: Stats::default(),
-            tails: HashMap::new(),
+            tails: Tails::default(),
         },
         TableJob {
             spec: &PRODUCTS_TABLE,
             kind: SchemaKind::Product,
             topic: cfg.topics.product_updates.clone(),
-            state: saved.remove(PRODUCTS_TABLE.table).unwrap_or_default(),
+            state: TableState::default(),
             sent: TableState::default(),
             pending: VecDeque::new(),
             stats: Stats::default(),
-            tails: HashMap::new(),
+            tails: Tails::default(),
         },
     ];
     for j in &mut jobs {
+        let data = (j.topic.as_str(), partitions[&j.topic]);
+        let dlq = (cfg.topics.dlq.as_str(), partitions[&cfg.topics.dlq]);
+        match saved.remove(j.spec.table) {
+            Some(st) => j.state = st,
+            None => tokio::task::block_in_place(|| {
+                // A table's first run: checkpoint the partitions' end offsets before sending
+                // anything, so that recovery never reads what was there before us.
+                j.state.offsets = kafka::end_offsets(&cfg.kafka, &[data, dlq])?
+                    .into_iter()
+                    .map(|(t, p, o)| (tp_key(&t, p), o))
+                    .collect();
+                first_checkpoint(cfg, &producer, &flights, &source, j.spec.table, &j.state)
+            })?,
+        }
         j.sent = j.state.clone();
-        let topics = [
-            (j.topic.as_str(), partitions[&j.topic]),
-            (cfg.topics.dlq.as_str(), partitions[&cfg.topics.dlq]),
-        ];
         j.tails = tokio::task::block_in_place(|| {
-            state::scan_tails(cfg, &source, j.spec.table, &topics, &j.state)
+            state::scan_tails(cfg, &source, j.spec.table, data, dlq, &j.state)
         })?;
         tracing::info!(
             message = "Resuming table.",
@@ -371,24 +382,26 @@ impl Ctx<'_> {
                     _ => Err("not an ingest table".to_string()),
                 }
             };
-            origin.truncate(prefix.len());
-            pos.write_header(&mut origin);
-            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-                key: H_ORIGIN,
-                value: Some(origin.as_str()),
-            });
             key.clear();
+            // Data messages carry no header (recovery knows them by their bytes); dead letters
+            // carry their origin and why.
             let (topic, payload, headers) = match encoded {
                 Ok(id) => {
                     let _ = write!(key, "{id}");
-                    (&job.topic, std::mem::take(&mut w.buf), headers)
+                    (&job.topic, std::mem::take(&mut w.buf), None)
                 }
                 Err(reason) => {
                     if let Some(Value::Int(id)) = row.first() {
                         let _ = write!(key, "{id}");
                     }
                     let letter = dead_letter(self.source, job.spec, &row, &reason);
-                    let headers = headers
+                    origin.truncate(prefix.len());
+                    pos.write_header(&mut origin);
+                    let headers = OwnedHeaders::new_with_capacity(4)
+                        .insert(Header {
+                            key: H_ORIGIN,
+                            value: Some(origin.as_str()),
+                        })
                         .insert(Header {
                             key: H_TABLE,
                             value: Some(job.spec.table),
@@ -401,7 +414,7 @@ impl Ctx<'_> {
                             key: "jobs.reason",
                             value: Some(reason.as_str()),
                         });
-                    (&self.cfg.topics.dlq, letter, headers)
+                    (&self.cfg.topics.dlq, letter, Some(headers))
                 }
             };
             let is_dlq = *topic == self.cfg.topics.dlq;
@@ -409,22 +422,27 @@ impl Ctx<'_> {
                 partition_for(key.as_bytes(), if is_dlq { dlq_parts } else { data_parts });
             // Tails are found only after a crash; most runs skip the lookup.
             let already = !job.tails.is_empty()
-                && job
-                    .tails
-                    .get(&(topic.clone(), partition))
-                    .is_some_and(|t| t.has(pos));
+                && job.tails.has(
+                    topic,
+                    !is_dlq,
+                    partition,
+                    pos,
+                    key.as_bytes(),
+                    payload.as_slice(),
+                );
             if already {
                 recovered += 1;
             } else {
-                self.send(
-                    BaseRecord::with_opaque_to(topic, seq)
-                        .key(key.as_str())
-                        .partition(partition)
-                        .payload(payload.as_slice())
-                        .headers(headers),
-                )
-                // Built only on failure: this runs once per message.
-                .map_err(|e| kerr("send")(e))?;
+                let mut rec = BaseRecord::with_opaque_to(topic, seq)
+                    .key(key.as_str())
+                    .partition(partition)
+                    .payload(payload.as_slice());
+                if let Some(h) = headers {
+                    rec = rec.headers(h);
+                }
+                self.send(rec)
+                    // Built only on failure: this runs once per message.
+                    .map_err(|e| kerr("send")(e))?;
                 if is_dlq { dead += 1 } else { sent += 1 }
             }
             if !is_dlq {
@@ -477,17 +495,7 @@ impl Ctx<'_> {
                 let e = st.offsets.entry(tp_key(&topic, partition)).or_insert(0);
                 *e = (*e).max(next);
             }
-            let (key, value) = state::record(self.source, job.spec.table, &st);
-            self.send(
-                BaseRecord::with_opaque_to(&self.cfg.topics.ingest_state, NO_BATCH)
-                    .key(&key)
-                    .partition(0)
-                    .payload(value.as_slice()),
-            )
-            .map_err(kafka::err(
-                &self.cfg.kafka,
-                format!("send checkpoint ({})", job.spec.table),
-            ))?;
+            send_checkpoint(self.cfg, self.producer, self.source, job.spec.table, &st)?;
             // The checkpoint is not waited for here: a failure shows at the next batch (or the
             // final flush). Until then a crash falls back to the previous checkpoint, and the
             // tail scan still finds exactly what was delivered.
@@ -520,6 +528,49 @@ impl Ctx<'_> {
         rec: BaseRecord<'_, K, [u8], usize>,
     ) -> std::result::Result<(), KafkaError> {
         kafka::send(self.producer, rec)
+    }
+}
+
+/// Hands a table's checkpoint to the producer (its delivery failure, if any, shows in
+/// [`Flights::first_failure`]).
+fn send_checkpoint(
+    cfg: &Config,
+    producer: &ThreadedProducer<FlightContext>,
+    source: &str,
+    table: &str,
+    st: &TableState,
+) -> Result<()> {
+    let (key, value) = state::record(source, table, st);
+    kafka::send(
+        producer,
+        BaseRecord::with_opaque_to(&cfg.topics.ingest_state, NO_BATCH)
+            .key(&key)
+            .partition(0)
+            .payload(value.as_slice()),
+    )
+    .map_err(kafka::err(&cfg.kafka, format!("send checkpoint ({table})")))
+}
+
+/// Writes a table's first checkpoint and waits until the broker has it. Blocking.
+fn first_checkpoint(
+    cfg: &Config,
+    producer: &ThreadedProducer<FlightContext>,
+    flights: &Flights,
+    source: &str,
+    table: &str,
+    st: &TableState,
+) -> Result<()> {
+    send_checkpoint(cfg, producer, source, table, st)?;
+    producer.flush(Duration::from_secs(30)).map_err(kafka::err(
+        &cfg.kafka,
+        format!("send first checkpoint ({table})"),
+    ))?;
+    match flights.first_failure()? {
+        Some(e) => Err(delivery_failure(
+            cfg,
+            format!("write the first checkpoint ({table}): {e}"),
+        )),
+        None => Ok(()),
     }
 }
 

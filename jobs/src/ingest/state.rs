@@ -2,14 +2,23 @@
 //!
 //! After every batch is acknowledged by the broker (idempotent producer, `acks=all`), a
 //! checkpoint goes to the state topic: the table's cursor and, per destination partition, the
-//! offset after our last acknowledged message. A crash can leave rows past the checkpoint
+//! offset after our last acknowledged message (a table's first run writes one before it sends
+//! anything, with every partition's end offset). A crash can leave rows past the checkpoint
 //! delivered to some partitions and not to others; on restart [`scan_tails`] reads each
-//! destination partition from the checkpointed offset to its end and finds the last row of
-//! this source and table in it (from the `jobs.cursor` header), so that the rerun sends
-//! exactly the rows that are missing. Per-partition order is guaranteed by the idempotent
-//! producer, so "at or before the partition's tail" means "already there".
+//! destination partition from the checkpointed offset to its end, so that the rerun sends
+//! exactly the rows that are missing:
+//!
+//! * data messages carry no header (headers are a large part of the producer's and the
+//!   broker's work per message): a row is delivered when a message with its key and a
+//!   byte-identical value (schema id and every field, the row's id included) is in its
+//!   partition past the checkpoint;
+//! * dead letters carry a `jobs.origin` header with the row's position (their JSON body has a
+//!   timestamp, so it is not the same twice); per-partition order is guaranteed by the
+//!   idempotent producer, so "at or before the partition's last position" means "already
+//!   there". Data messages written by earlier versions carry the header too.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 
 use rdkafka::Offset;
 use rdkafka::message::{Headers, Message};
@@ -20,9 +29,8 @@ use crate::config::Config;
 use crate::io::kafka;
 use crate::io::source::Cursor;
 
-/// The header on every message ingest writes: `<source>|<table>|<position>` (see
-/// [`Position`]), one header rather than three because headers are a large part of the
-/// producer's and the broker's work per message.
+/// The header on every dead letter ingest writes: `<source>|<table>|<position>` (see
+/// [`Position`]). Data messages written by earlier versions carry it too.
 pub const H_ORIGIN: &str = "jobs.origin";
 /// The table's name, also on dead letters (for people and tools reading the DLQ).
 pub const H_TABLE: &str = "jobs.table";
@@ -166,19 +174,96 @@ pub fn load(cfg: &Config, source: &str) -> Result<HashMap<String, TableState>> {
     Ok(out)
 }
 
-/// For every partition of `topics`, the last position of `source`/`table` rows written after
-/// the checkpointed offsets in `state` (from the beginning where there is no checkpoint).
-/// Blocking.
+/// What recovery found past the checkpoint in a table's destination partitions.
+#[derive(Debug, Default)]
+pub struct Tails {
+    /// Per (topic, partition): the last positions of this source's and table's messages that
+    /// carry a `jobs.origin` header (dead letters; data messages of earlier versions).
+    positions: HashMap<(String, i32), Tail>,
+    /// Data messages without that header, by a hash of (partition, key, value); the bytes
+    /// are kept, so a match is exact.
+    delivered: HashMap<u64, Vec<Delivered>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Delivered {
+    partition: i32,
+    key: Box<[u8]>,
+    value: Box<[u8]>,
+}
+
+impl Tails {
+    /// True when nothing was found (the common case: the last run stopped cleanly).
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty() && self.delivered.is_empty()
+    }
+
+    /// Whether the message for a row is already in `topic`'s `partition`: by its position
+    /// (from headers), or, for the data topic, by a message with the same key and value.
+    pub fn has(
+        &self,
+        topic: &str,
+        data: bool,
+        partition: i32,
+        pos: Position,
+        key: &[u8],
+        value: &[u8],
+    ) -> bool {
+        if self
+            .positions
+            .get(&(topic.to_string(), partition))
+            .is_some_and(|t| t.has(pos))
+        {
+            return true;
+        }
+        data && self
+            .delivered
+            .get(&self.hash(partition, key, value))
+            .is_some_and(|v| {
+                v.iter()
+                    .any(|d| d.partition == partition && *d.key == *key && *d.value == *value)
+            })
+    }
+
+    fn hash(&self, partition: i32, key: &[u8], value: &[u8]) -> u64 {
+        self.hasher.hash_one((partition, key, value))
+    }
+
+    fn add_position(&mut self, tp: (String, i32), pos: Position) {
+        let t = self.positions.entry(tp).or_default();
+        match pos {
+            Position::Keyset(c) => t.keyset = Some(t.keyset.map_or(c, |x| x.max(c))),
+            Position::NullTs(id) => t.null_id = Some(t.null_id.map_or(id, |x| x.max(id))),
+        }
+    }
+
+    fn add_delivered(&mut self, d: Delivered) {
+        let h = self.hash(d.partition, &d.key, &d.value);
+        self.delivered.entry(h).or_default().push(d);
+    }
+}
+
+/// One message of a recovery scan that may be one of ours.
+enum Found {
+    Position((String, i32), Position),
+    Delivered(Delivered),
+}
+
+/// Reads every partition of `topics` (the data topic first, then the dead-letter topic) past
+/// the checkpointed offsets in `state` (from the beginning where there is none) and returns
+/// what of `source`'s `table` is there. Blocking.
 pub fn scan_tails(
     cfg: &Config,
     source: &str,
     table: &str,
-    topics: &[(&str, i32)],
+    data_topic: (&str, i32),
+    dlq_topic: (&str, i32),
     state: &TableState,
-) -> Result<HashMap<(String, i32), Tail>> {
+) -> Result<Tails> {
     let mut assignment = Vec::new();
-    for (topic, partitions) in topics {
-        for p in 0..*partitions {
+    for (topic, partitions) in [data_topic, dlq_topic] {
+        for p in 0..partitions {
             let offset = match state.offsets.get(&tp_key(topic, p)) {
                 Some(o) => Offset::Offset(*o),
                 None => Offset::Beginning,
@@ -186,7 +271,6 @@ pub fn scan_tails(
             assignment.push((topic.to_string(), p, offset));
         }
     }
-    let mut tails: HashMap<(String, i32), Tail> = HashMap::new();
     let scanned = std::sync::atomic::AtomicU64::new(0);
     let found = kafka::read_to_end(
         &cfg.kafka,
@@ -195,9 +279,8 @@ pub fn scan_tails(
         "output partitions for recovery",
         |m| {
             scanned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let h = m.headers()?;
             let (mut src, mut tbl, mut pos) = (None, None, None);
-            for hd in h.iter() {
+            for hd in m.headers().into_iter().flat_map(|h| h.iter()) {
                 let v = hd.value.and_then(|v| std::str::from_utf8(v).ok());
                 match hd.key {
                     H_ORIGIN => {
@@ -211,27 +294,36 @@ pub fn scan_tails(
                     _ => {}
                 }
             }
-            if src != Some(source) || tbl != Some(table) {
+            let tp = (m.topic().to_string(), m.partition());
+            if let Some(pos) = pos {
+                return (src == Some(source) && tbl == Some(table))
+                    .then_some(Found::Position(tp, pos));
+            }
+            if tp.0 != data_topic.0 {
                 return None;
             }
-            Some(((m.topic().to_string(), m.partition()), pos?))
+            Some(Found::Delivered(Delivered {
+                partition: m.partition(),
+                key: m.key()?.into(),
+                value: m.payload()?.into(),
+            }))
         },
     )?;
     let scanned = scanned.into_inner();
-    for (tp, pos) in found {
-        let t = tails.entry(tp).or_default();
-        match pos {
-            Position::Keyset(c) => t.keyset = Some(t.keyset.map_or(c, |x| x.max(c))),
-            Position::NullTs(id) => t.null_id = Some(t.null_id.map_or(id, |x| x.max(id))),
+    let mut tails = Tails::default();
+    for f in found {
+        match f {
+            Found::Position(tp, pos) => tails.add_position(tp, pos),
+            Found::Delivered(d) => tails.add_delivered(d),
         }
     }
     if !tails.is_empty() {
         tracing::info!(
-            message =
-                "Found rows delivered after the last checkpoint; they will not be sent again.",
+            message = "Read the output partitions past the last checkpoint; rows found there will not be sent again.",
             table,
-            partitions = tails.len(),
-            scanned
+            scanned,
+            by_position = tails.positions.len(),
+            by_content = tails.delivered.values().map(Vec::len).sum::<usize>(),
         );
     }
     Ok(tails)
@@ -273,5 +365,30 @@ mod tests {
         assert!(tail.has(Position::Keyset(Cursor { id: 41, ..c })));
         assert!(!tail.has(Position::Keyset(Cursor { id: 43, ..c })));
         assert!(!tail.has(Position::NullTs(1)));
+    }
+
+    #[test]
+    fn data_messages_are_found_by_their_exact_bytes() {
+        let mut tails = Tails::default();
+        tails.add_delivered(Delivered {
+            partition: 2,
+            key: b"17".as_slice().into(),
+            value: b"\0\0\0\0\x01abc".as_slice().into(),
+        });
+        let pos = Position::Keyset(Cursor {
+            ts_micros: 5,
+            id: 9,
+        });
+        let v = b"\0\0\0\0\x01abc".as_slice();
+        assert!(!tails.is_empty());
+        assert!(tails.has("sales", true, 2, pos, b"17", v));
+        // Another partition, key or value, or a dead letter (found by position only): not ours.
+        assert!(!tails.has("sales", true, 1, pos, b"17", v));
+        assert!(!tails.has("sales", true, 2, pos, b"18", v));
+        assert!(!tails.has("sales", true, 2, pos, b"17", b"\0\0\0\0\x01abd"));
+        assert!(!tails.has("dlq", false, 2, pos, b"17", v));
+        tails.add_position(("dlq".into(), 2), pos);
+        assert!(tails.has("dlq", false, 2, pos, b"", b""));
+        assert!(!tails.has("dlq", false, 2, Position::NullTs(1), b"", b""));
     }
 }

@@ -389,6 +389,22 @@ fn read_topic_to_end<T>(
     Ok(out)
 }
 
+/// The end offset (high watermark) of each `(topic, partition count)`'s partitions. Blocking.
+pub fn end_offsets(cfg: &KafkaConfig, topics: &[(&str, i32)]) -> Result<Vec<(String, i32, i64)>> {
+    let consumer = scan_consumer(cfg, "jobs-end-offsets")?;
+    let mut out = Vec::new();
+    for &(t, parts) in topics {
+        for p in 0..parts {
+            let (_, high) = consumer
+                .fetch_watermarks(t, p, Duration::from_secs(30))
+                .map_err(err(cfg, format!("read the end offset of {t}/{p}")))?;
+            out.push((t.to_string(), p, high));
+        }
+    }
+    close_in_background(consumer);
+    Ok(out)
+}
+
 /// Closes a scan consumer without waiting: rdkafka's close polls for at least 100 ms, and a
 /// consumer that only had partitions assigned (no group membership, no commits) leaves
 /// nothing behind that anyone waits for.

@@ -201,8 +201,14 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
         !crashed.status.success(),
         "the failpoint should abort ingest"
     );
-    let out = env.jobs(&["ingest", "--once"]);
+    let out = env
+        .cmd(&["ingest", "--once"])
+        .env("JOBS_LOG", "jobs=debug")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rerun failed: {stdout}\n{stderr}");
     // Batch 2 was delivered in full; batch 3, sent while batch 2 was being acknowledged, may
     // have been delivered too (wholly or in part), and batch 1's checkpoint may still have been
     // lingering in the producer when the process died (then batch 1 is recovered as well).
@@ -214,10 +220,16 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no recovered count in {stdout:?}"));
     // The exact comparison first: if the count is off, it shows whether rows were resent.
-    assert_exact(&env.check("product_sales"), 26_000);
+    let check = env.check("product_sales");
+    assert_eq!(
+        check["duplicates"],
+        json!(0),
+        "{check}\nrerun: {stdout}\n{stderr}"
+    );
+    assert_exact(&check, 26_000);
     assert!(
         (700..=2100).contains(&recovered),
-        "the batches past the checkpoint are recovered, not resent: {stdout}"
+        "the batches past the checkpoint are recovered, not resent: {stdout}\n{stderr}"
     );
 }
 

@@ -156,6 +156,7 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
                 first_checkpoint(cfg, &producer, &flights, &source, j.spec.table, &j.state)
             })?,
         }
+        tracing::debug!(message = "Checkpointed offsets.", table = j.spec.table, offsets = ?j.state.offsets);
         j.sent = j.state.clone();
         j.tails = tokio::task::block_in_place(|| {
             state::scan_tails(cfg, &source, j.spec.table, data, dlq, &j.state)

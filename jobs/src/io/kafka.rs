@@ -349,6 +349,7 @@ fn read_topic_to_end<T>(
             Offset::Offset(x) => Some(x),
             _ => None,
         };
+        tracing::debug!(message = "Scan range.", what, topic = %t, partition = p, start = ?start, low, high);
         if start.is_none_or(|s| s < high) {
             todo.push((t, p, o));
         }

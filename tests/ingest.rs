@@ -192,9 +192,28 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
         "--customers",
         "100",
     ]);
+    // Batch 2 was delivered in full; batch 3, sent while batch 2 was being acknowledged, may
+    // have been delivered too (wholly or in part), and batch 1's checkpoint may still have been
+    // lingering in the producer when the process died (then batch 1 is recovered as well).
+    // Either way none of it is sent again.
+    let (recovered, log) = crash_before_checkpoint_then_rerun(&env, 2);
+    // The exact comparison first: if the count is off, it shows whether rows were resent.
+    let check = env.check("product_sales");
+    assert_eq!(check["duplicates"], json!(0), "{check}\nrerun: {log}");
+    assert_exact(&check, 26_000);
+    assert!(
+        (700..=2100).contains(&recovered),
+        "the batches past the checkpoint are recovered, not resent: {log}"
+    );
+}
+
+/// Runs `ingest --once` aborted after the `n`-th acknowledged batch, before its checkpoint,
+/// then reruns it (debug log on) and returns how many rows the rerun found already
+/// delivered, with the rerun's output for failure messages.
+fn crash_before_checkpoint_then_rerun(env: &Env, n: usize) -> (u64, String) {
     let crashed = env
         .cmd(&["ingest", "--once"])
-        .env("JOBS_FAILPOINT", "ingest-before-checkpoint:2")
+        .env("JOBS_FAILPOINT", format!("ingest-before-checkpoint:{n}"))
         .output()
         .unwrap();
     assert!(
@@ -207,30 +226,15 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rerun failed: {stdout}\n{stderr}");
-    // Batch 2 was delivered in full; batch 3, sent while batch 2 was being acknowledged, may
-    // have been delivered too (wholly or in part), and batch 1's checkpoint may still have been
-    // lingering in the producer when the process died (then batch 1 is recovered as well).
-    // Either way none of it is sent again.
-    let recovered: u64 = stdout
+    let log = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "rerun failed: {log}");
+    let recovered = stdout
         .split("; ")
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no recovered count in {stdout:?}"));
-    // The exact comparison first: if the count is off, it shows whether rows were resent.
-    let check = env.check("product_sales");
-    assert_eq!(
-        check["duplicates"],
-        json!(0),
-        "{check}\nrerun: {stdout}\n{stderr}"
-    );
-    assert_exact(&check, 26_000);
-    assert!(
-        (700..=2100).contains(&recovered),
-        "the batches past the checkpoint are recovered, not resent: {stdout}\n{stderr}"
-    );
+    (recovered, log)
 }
 
 /// A table's first run crashes before its first batch is checkpointed, in topics that already
@@ -252,27 +256,11 @@ fn first_run_crash_recovers_from_its_own_start() {
     env.jobs_with(&first, &["ingest", "--once"]);
     assert_exact(&env.check("product_sales"), 3000);
 
-    let crashed = env
-        .cmd(&["ingest", "--once"])
-        .env("JOBS_FAILPOINT", "ingest-before-checkpoint:1")
-        .output()
-        .unwrap();
-    assert!(
-        !crashed.status.success(),
-        "the failpoint should abort ingest"
-    );
-    let out = env.jobs(&["ingest", "--once"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
     // Batch 1 was delivered in full and batch 2 perhaps in part; neither is sent again.
-    let recovered: u64 = stdout
-        .split("; ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no recovered count in {stdout:?}"));
+    let (recovered, log) = crash_before_checkpoint_then_rerun(&env, 1);
     assert!(
         (700..=1400).contains(&recovered),
-        "the first batch is recovered, not resent: {stdout}"
+        "the first batch is recovered, not resent: {log}"
     );
     let check = env.check("product_sales");
     assert_eq!(check["topic_messages"], json!(6000), "{check}");

@@ -250,9 +250,9 @@ enum Found {
     Delivered(Delivered),
 }
 
-/// Reads every partition of `topics` (the data topic first, then the dead-letter topic) past
-/// the checkpointed offsets in `state` (from the beginning where there is none) and returns
-/// what of `source`'s `table` is there. Blocking.
+/// Reads every partition of the table's data topic and of the dead-letter topic (each given
+/// with its partition count) past the checkpointed offsets in `state` (from the beginning
+/// where there is none) and returns what of `source`'s `table` is there. Blocking.
 pub fn scan_tails(
     cfg: &Config,
     source: &str,

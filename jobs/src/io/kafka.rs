@@ -340,6 +340,9 @@ fn read_topic_to_end<T>(
     // is much cheaper than fetching up to its end (measured: ~0.6 s per topic on a fresh
     // client, which every ingest start and a restart after a clean stop paid in full).
     let mut todo = Vec::new();
+    // Where each partition's scan really starts: messages before it are fetched (see below)
+    // but not handed to `f`.
+    let mut first = HashMap::new();
     for &&(ref t, p, o) in parts {
         let (low, high) = consumer
             .fetch_watermarks(t, p, Duration::from_secs(30))
@@ -351,6 +354,17 @@ fn read_topic_to_end<T>(
         };
         tracing::debug!(message = "Scan range.", what, topic = %t, partition = p, start = ?start, low, high);
         if start.is_none_or(|s| s < high) {
+            // Fetch from up to a record batch earlier and drop what precedes the start: with
+            // Tansu 0.6.0 a scan starting inside a record batch was seen to miss the messages
+            // from its start to that batch's end (a checkpoint's offset often falls inside a
+            // batch that the next batch's first messages share), and recovery resent them.
+            let o = match (o, start) {
+                (Offset::Offset(_), Some(s)) => {
+                    first.insert(p, s);
+                    Offset::Offset((s - SCAN_LOOKBACK).max(low))
+                }
+                _ => o,
+            };
             todo.push((t, p, o));
         }
     }
@@ -369,7 +383,11 @@ fn read_topic_to_end<T>(
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut eof = std::collections::HashSet::new();
     let mut out = Vec::new();
-    while eof.len() < todo.len() {
+    // After every partition's end-of-partition event, polls until the broker has sent nothing
+    // for QUIET_POLLS polls: Tansu 0.6.0 was seen to report end offsets behind messages it had
+    // acknowledged, and what it sends past them still counts.
+    let mut quiet = 0;
+    while eof.len() < todo.len() || quiet < QUIET_POLLS {
         if Instant::now() > deadline {
             return Err(Error::Kafka {
                 brokers: cfg.brokers.clone(),
@@ -378,31 +396,56 @@ fn read_topic_to_end<T>(
             });
         }
         match consumer.poll(Duration::from_millis(100)) {
-            None => {}
+            None => quiet += 1,
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 eof.insert(p);
             }
             Some(Err(e)) => return Err(err(cfg, missing())(e)),
-            Some(Ok(m)) => out.extend(f(&m)),
+            Some(Ok(m)) => {
+                quiet = 0;
+                if first.get(&m.partition()).is_none_or(|s| m.offset() >= *s) {
+                    out.extend(f(&m));
+                }
+            }
         }
     }
     close_in_background(consumer);
     Ok(out)
 }
 
+/// How many messages before its start offset a scan fetches from: the most a record batch
+/// holds from librdkafka (`batch.num.messages`, 10,000 by default and in our producers).
+const SCAN_LOOKBACK: i64 = 10_000;
+/// Empty 100 ms polls that end a scan once every partition has reported its end.
+const QUIET_POLLS: u32 = 3;
+
 /// The end offset (high watermark) of each `(topic, partition count)`'s partitions. Blocking.
 pub fn end_offsets(cfg: &KafkaConfig, topics: &[(&str, i32)]) -> Result<Vec<(String, i32, i64)>> {
     let consumer = scan_consumer(cfg, "jobs-end-offsets")?;
     let mut out = Vec::new();
+    let mut last = Vec::new();
     for &(t, parts) in topics {
         for p in 0..parts {
-            let (_, high) = consumer
+            let (low, high) = consumer
                 .fetch_watermarks(t, p, Duration::from_secs(30))
                 .map_err(err(cfg, format!("read the end offset of {t}/{p}")))?;
             out.push((t.to_string(), p, high));
+            if high > low {
+                last.push((t.to_string(), p, Offset::Offset(high - 1)));
+            }
         }
     }
     close_in_background(consumer);
+    // The reported end may lag what the broker holds (see `read_topic_to_end`): read from the
+    // last message it reports to what really is the end.
+    let seen = read_to_end(cfg, "jobs-end-offsets", &last, "end offsets", |m| {
+        Some((m.topic().to_string(), m.partition(), m.offset()))
+    })?;
+    for (t, p, o) in seen {
+        if let Some(e) = out.iter_mut().find(|e| e.0 == t && e.1 == p) {
+            e.2 = e.2.max(o + 1);
+        }
+    }
     Ok(out)
 }
 

@@ -14,8 +14,8 @@ use jobs::io::avro::Registry;
 use jobs::shutdown::Shutdown;
 
 // mimalloc for every allocation in the process, C libraries included (the `override` feature
-// replaces malloc/free): librdkafka allocates each message and its headers on the sending
-// thread and frees them on the delivery-report thread, which glibc's arenas serve with locks.
+// replaces malloc/free): librdkafka allocates each message on the sending thread and frees it
+// on the delivery-report thread, which glibc's arenas serve with locks.
 // Measured on ingest of 1M rows, alternating runs: CPU 4.3 -> 3.8 s, wall 4.1 -> 3.5 s.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use common::{Backend, Env, kill_after, python};
@@ -148,10 +149,12 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
         "--customers",
         "100",
     ]);
-    // Kill ingest at different points of its run, adding rows in between.
+    // Kill ingest at different points of its run, adding rows in between. Each round's log
+    // (debug level: checkpoints, scan ranges, what recovery found) is shown if the count is off.
+    let mut logs = String::new();
     for (round, batches) in [2usize, 5, 3].into_iter().enumerate() {
         let child = env.spawn(&["ingest"]);
-        let seen = kill_after(
+        let (seen, log) = kill_after(
             child,
             "Batch acknowledged",
             batches,
@@ -160,6 +163,10 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
         assert!(
             seen >= 1,
             "round {round}: ingest made no progress before the kill"
+        );
+        let _ = writeln!(
+            logs,
+            "--- round {round}, killed after {seen} batches:\n{log}"
         );
         env.jobs(&[
             "generate",
@@ -175,8 +182,20 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
             "100",
         ]);
     }
-    env.jobs(&["ingest", "--once"]);
-    assert_exact(&env.check("product_sales"), 23_000);
+    let out = env
+        .cmd(&["ingest", "--once"])
+        .env("JOBS_LOG", "jobs=debug")
+        .output()
+        .unwrap();
+    let _ = writeln!(
+        logs,
+        "--- final run:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{logs}");
+    let check = env.check("product_sales");
+    assert_eq!(check["duplicates"], json!(0), "{check}\n{logs}");
+    assert_exact(&check, 23_000);
 
     // The worst moment: every row of a batch acknowledged, its checkpoint not yet written.
     env.jobs(&[
@@ -394,3 +413,68 @@ for_each_backend!(
     bad_rows_are_dead_lettered_and_ingest_goes_on,
     export_json_equals_the_topic
 );
+
+/// Recovery scans (`kafka::read_to_end`, used by ingest and the stream) read every message
+/// from their start offset to the end, wherever the start falls in the broker's record
+/// batches. Tansu 0.6.0 reports a partition's end offset as its newest record batch's base
+/// offset + 1 and answers a fetch that starts inside a batch from the next batch on: a scan
+/// that trusted the reported end skipped a checkpoint's partition whose offset fell inside the
+/// newest batch, and recovery resent that batch's rows.
+#[test]
+fn scans_read_from_inside_the_newest_record_batch() {
+    use rdkafka::Offset;
+    use rdkafka::message::Message;
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+    let env = Env::new(Backend::Sqlite);
+    env.jobs(&["init"]);
+    let topic = env.topic("product_sales");
+    let cfg = jobs::config::KafkaConfig {
+        brokers: common::BROKERS.to_string(),
+        ..Default::default()
+    };
+    // Two record batches in partition 0: offsets 0-9, then 10-12 (a long linger and a flush
+    // after each group make one batch of each).
+    let producer: ThreadedProducer<_> = jobs::io::kafka::client_config(&cfg)
+        .set("linger.ms", "200")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for (from, to) in [(0, 10), (10, 13)] {
+        for i in from..to {
+            let v = format!("m{i}");
+            producer
+                .send(BaseRecord::<str, str>::to(&topic).partition(0).payload(&v))
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+    let read = |start: i64| -> Vec<(i64, String)> {
+        jobs::io::kafka::read_to_end(
+            &cfg,
+            &format!("{}-scan", env.id),
+            &[(topic.clone(), 0, Offset::Offset(start))],
+            "test scan",
+            |m| {
+                let v = String::from_utf8_lossy(m.payload()?).into_owned();
+                Some((m.offset(), v))
+            },
+        )
+        .unwrap()
+    };
+    let expect =
+        |start: i64| -> Vec<(i64, String)> { (start..13).map(|i| (i, format!("m{i}"))).collect() };
+    // Inside the first batch, at the newest batch's base, inside it, at and past the end.
+    for start in [0, 5, 10, 11, 12, 13, 20] {
+        assert_eq!(read(start), expect(start), "scan from offset {start}");
+    }
+    let ends = jobs::io::kafka::end_offsets(&cfg, &[(topic.as_str(), 3)]).unwrap();
+    assert_eq!(
+        ends,
+        vec![
+            (topic.clone(), 0, 13),
+            (topic.clone(), 1, 0),
+            (topic.clone(), 2, 0)
+        ]
+    );
+}

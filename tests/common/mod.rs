@@ -333,21 +333,23 @@ pub fn python_in(dir: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 /// Reads `child`'s stderr until `n` lines contain `needle` (or `deadline` passes), then
-/// kills it with SIGKILL. Returns how many matching lines were seen.
-pub fn kill_after(mut child: Child, needle: &str, n: usize, deadline: Duration) -> usize {
+/// kills it with SIGKILL. Returns how many matching lines were seen, and the lines read.
+pub fn kill_after(mut child: Child, needle: &str, n: usize, deadline: Duration) -> (usize, String) {
     let stderr = child.stderr.take().unwrap();
     let start = Instant::now();
-    let mut seen = 0;
+    let (mut seen, mut log) = (0, String::new());
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         if line.contains(needle) {
             seen += 1;
         }
+        log.push_str(&line);
+        log.push('\n');
         if seen >= n || start.elapsed() > deadline {
             break;
         }
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    seen
+    (seen, log)
 }

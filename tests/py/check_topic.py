@@ -151,6 +151,9 @@ def main():
     invalid = sorted(r[spec["id"]] for r in rows if not valid(spec, r))
 
     seen, dups, bad_header, mismatched, key_parts = {}, 0, 0, [], {}
+    # Where each id was first seen, and where its duplicates sit (partition, first offset,
+    # duplicate's offset): recovery bugs show up as runs at the start of a scanned range.
+    first_at, dup_at = {}, []
     for m in read_all(a.brokers, a.topic, a.group):
         v = m.value()
         if len(v) < 5 or v[0] != 0 or int.from_bytes(v[1:5], "big") != a.schema_id:
@@ -162,6 +165,10 @@ def main():
         rid = r[0]
         if rid in seen:
             dups += 1
+            if len(dup_at) < 20:
+                dup_at.append([rid, m.partition(), first_at[rid], m.offset()])
+        else:
+            first_at[rid] = m.offset()
         seen[rid] = r  # the latest message per id wins (a product's updates share a partition)
         key = m.key().decode()
         expect_key = str(rec["product_id"] if a.table == "product_sales" else rec["id"])
@@ -188,6 +195,7 @@ def main():
         "db_invalid_ids": invalid,
         "topic_messages": len(seen) + dups,
         "duplicates": dups,
+        "duplicates_at": dup_at,
         "missing": missing[:20],
         "missing_count": len(missing),
         "unexpected": unexpected[:20],

@@ -336,12 +336,22 @@ fn read_topic_to_end<T>(
 ) -> Result<Vec<T>> {
     let consumer = scan_consumer(cfg, group)?;
     let missing = || format!("read {what} from {topic} (does it exist? run `jobs init`)");
-    // A partition with nothing past its start offset is not read at all: one watermark query
-    // is much cheaper than fetching up to its end (measured: ~0.6 s per topic on a fresh
-    // client, which every ingest start and a restart after a clean stop paid in full).
+    // Where each partition's fetch starts. Tansu 0.6.0 bends two rules that a scan from the
+    // start offset to the reported end would rely on:
+    // * its end offset (ListOffsets, latest) is the base offset of the partition's newest
+    //   record batch plus one, not the offset after its last message, so a partition whose
+    //   reported end is at or before the start can still hold messages past it (a checkpoint's
+    //   offset often falls inside the newest batch: skipping such partitions made recovery
+    //   resend a whole batch);
+    // * a fetch starting inside a record batch is answered from the next batch on, so the
+    //   messages from the start to the end of its batch were missed.
+    // So every partition that ever held a message is read: from the newest batch's base when
+    // the start is at or past it (on a broker with exact end offsets, that is one message),
+    // else from up to a record batch before the start. What precedes the start is fetched but
+    // not handed to `f`. (The reported start offset is not used as a floor either: it is the
+    // oldest batch *written*, which with several writers need not be the lowest offset. A
+    // fetch below a real broker's log start is reset to it: `auto.offset.reset=earliest`.)
     let mut todo = Vec::new();
-    // Where each partition's scan really starts: messages before it are fetched (see below)
-    // but not handed to `f`.
     let mut first = HashMap::new();
     for &&(ref t, p, o) in parts {
         let (low, high) = consumer
@@ -352,21 +362,21 @@ fn read_topic_to_end<T>(
             Offset::Offset(x) => Some(x),
             _ => None,
         };
-        tracing::debug!(message = "Scan range.", what, topic = %t, partition = p, start = ?start, low, high);
-        if start.is_none_or(|s| s < high) {
-            // Fetch from up to a record batch earlier and drop what precedes the start: with
-            // Tansu 0.6.0 a scan starting inside a record batch was seen to miss the messages
-            // from its start to that batch's end (a checkpoint's offset often falls inside a
-            // batch that the next batch's first messages share), and recovery resent them.
-            let o = match (o, start) {
-                (Offset::Offset(_), Some(s)) => {
-                    first.insert(p, s);
-                    Offset::Offset((s - SCAN_LOOKBACK).max(low))
-                }
-                _ => o,
-            };
-            todo.push((t, p, o));
+        if high <= 0 {
+            // Never written to.
+            tracing::debug!(message = "Scan range: empty.", what, topic = %t, partition = p);
+            continue;
         }
+        let from = match start {
+            Some(s) if s >= high - 1 => Offset::Offset(high - 1),
+            Some(s) => Offset::Offset((s - SCAN_LOOKBACK).max(0)),
+            None => o,
+        };
+        if let Some(s) = start {
+            first.insert(p, s);
+        }
+        tracing::debug!(message = "Scan range.", what, topic = %t, partition = p, start = ?start, from = ?from, low, high);
+        todo.push((t, p, from));
     }
     if todo.is_empty() {
         close_in_background(consumer);
@@ -383,11 +393,14 @@ fn read_topic_to_end<T>(
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut eof = std::collections::HashSet::new();
     let mut out = Vec::new();
-    // After every partition's end-of-partition event, polls until the broker has sent nothing
-    // for QUIET_POLLS polls: Tansu 0.6.0 was seen to report end offsets behind messages it had
-    // acknowledged, and what it sends past them still counts.
-    let mut quiet = 0;
-    while eof.len() < todo.len() || quiet < QUIET_POLLS {
+    // Per partition: messages handed on and the last offset seen. Tansu 0.6.0 answers a
+    // fetch that starts inside a record batch with the following batches, more than once
+    // within one response; a message at or before the last one seen is such a repeat.
+    let mut seen: std::collections::BTreeMap<i32, (u64, i64)> = Default::default();
+    // A partition's end is the high watermark of the fetch response (exact on Tansu too:
+    // it is moved before the batch is stored, so a fetch waits for the batch rather than
+    // reporting the end early).
+    while eof.len() < todo.len() {
         if Instant::now() > deadline {
             return Err(Error::Kafka {
                 brokers: cfg.brokers.clone(),
@@ -396,28 +409,32 @@ fn read_topic_to_end<T>(
             });
         }
         match consumer.poll(Duration::from_millis(100)) {
-            None => quiet += 1,
+            None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 eof.insert(p);
             }
             Some(Err(e)) => return Err(err(cfg, missing())(e)),
             Some(Ok(m)) => {
-                quiet = 0;
-                if first.get(&m.partition()).is_none_or(|s| m.offset() >= *s) {
+                let (p, o) = (m.partition(), m.offset());
+                let e = seen.entry(p).or_insert((0, -1));
+                if o <= e.1 {
+                    continue;
+                }
+                *e = (e.0 + 1, o);
+                if first.get(&p).is_none_or(|s| o >= *s) {
                     out.extend(f(&m));
                 }
             }
         }
     }
     close_in_background(consumer);
+    tracing::debug!(message = "Scanned to the end.", what, topic, messages_and_last_offset = ?seen);
     Ok(out)
 }
 
 /// How many messages before its start offset a scan fetches from: the most a record batch
 /// holds from librdkafka (`batch.num.messages`, 10,000 by default and in our producers).
 const SCAN_LOOKBACK: i64 = 10_000;
-/// Empty 100 ms polls that end a scan once every partition has reported its end.
-const QUIET_POLLS: u32 = 3;
 
 /// The end offset (high watermark) of each `(topic, partition count)`'s partitions. Blocking.
 pub fn end_offsets(cfg: &KafkaConfig, topics: &[(&str, i32)]) -> Result<Vec<(String, i32, i64)>> {
@@ -426,18 +443,18 @@ pub fn end_offsets(cfg: &KafkaConfig, topics: &[(&str, i32)]) -> Result<Vec<(Str
     let mut last = Vec::new();
     for &(t, parts) in topics {
         for p in 0..parts {
-            let (low, high) = consumer
+            let (_, high) = consumer
                 .fetch_watermarks(t, p, Duration::from_secs(30))
                 .map_err(err(cfg, format!("read the end offset of {t}/{p}")))?;
             out.push((t.to_string(), p, high));
-            if high > low {
+            if high > 0 {
                 last.push((t.to_string(), p, Offset::Offset(high - 1)));
             }
         }
     }
     close_in_background(consumer);
-    // The reported end may lag what the broker holds (see `read_topic_to_end`): read from the
-    // last message it reports to what really is the end.
+    // Tansu 0.6.0 reports the newest record batch's base offset plus one (see
+    // `read_topic_to_end`): read from there to the real end.
     let seen = read_to_end(cfg, "jobs-end-offsets", &last, "end offsets", |m| {
         Some((m.topic().to_string(), m.partition(), m.offset()))
     })?;

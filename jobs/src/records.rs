@@ -108,9 +108,6 @@ impl<'a> Fields<'_, 'a> {
             Value::Undecodable(why) => Err(self.undecodable(i, why)),
         }
     }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, String> {
-        Ok(self.text(i)?.map(str::to_string))
-    }
     fn req_int(&self, i: usize) -> Result<i64, String> {
         self.int(i)?
             .ok_or_else(|| format!("{} is NULL", self.cols[i].name()))
@@ -144,9 +141,26 @@ impl<'a> Fields<'_, 'a> {
     }
 }
 
-impl ProductSale {
+/// A `product_sales` row validated in place: its text borrowed from the database driver's
+/// buffer, so that ingest encodes a row without copying any of its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaleRow<'a> {
+    pub transaction_id: i64,
+    pub product_id: i64,
+    pub product_name: &'a str,
+    pub product_category: &'a str,
+    pub brand: &'a str,
+    pub quantity_sold: i32,
+    pub price_per_unit_cents: i64,
+    pub transaction_date_micros: i64,
+    pub customer_id: Option<i64>,
+    pub country: Option<&'a str>,
+    pub card_type: Option<&'a str>,
+}
+
+impl<'a> SaleRow<'a> {
     /// Validates a `product_sales` row as read by [`SALES_TABLE`].
-    pub fn from_row(row: &[Value]) -> Result<ProductSale, String> {
+    pub fn from_row(row: &[Value<'a>]) -> Result<SaleRow<'a>, String> {
         let f = Fields {
             cols: SALES_TABLE.cols,
             row,
@@ -158,18 +172,18 @@ impl ProductSale {
         let quantity_sold = i32::try_from(quantity).map_err(|_| {
             format!("quantity_sold {quantity} cannot be encoded: larger than Avro int")
         })?;
-        Ok(ProductSale {
+        Ok(SaleRow {
             transaction_id: f.req_int(0)?,
             product_id: f.req_int(1)?,
-            product_name: f.req_text(2)?,
-            product_category: f.req_text(3)?,
-            brand: f.req_text(4)?,
+            product_name: f.req_str(2)?,
+            product_category: f.req_str(3)?,
+            brand: f.req_str(4)?,
             quantity_sold,
             price_per_unit_cents: f.money(6)?,
             transaction_date_micros: f.time(7)?,
             customer_id: f.int(8)?,
-            country: f.opt_text(9)?,
-            card_type: f.opt_text(10)?,
+            country: f.text(9)?,
+            card_type: f.text(10)?,
         })
     }
 
@@ -177,15 +191,61 @@ impl ProductSale {
     pub fn encode(&self, w: &mut Writer) {
         w.long(self.transaction_id);
         w.long(self.product_id);
-        w.string(&self.product_name);
-        w.string(&self.product_category);
-        w.string(&self.brand);
+        w.string(self.product_name);
+        w.string(self.product_category);
+        w.string(self.brand);
         w.long(i64::from(self.quantity_sold));
         w.decimal(self.price_per_unit_cents);
         w.long(self.transaction_date_micros);
         w.opt_long(self.customer_id);
-        w.opt_string(self.country.as_deref());
-        w.opt_string(self.card_type.as_deref());
+        w.opt_string(self.country);
+        w.opt_string(self.card_type);
+    }
+
+    /// The owned record.
+    pub fn to_sale(&self) -> ProductSale {
+        ProductSale {
+            transaction_id: self.transaction_id,
+            product_id: self.product_id,
+            product_name: self.product_name.to_string(),
+            product_category: self.product_category.to_string(),
+            brand: self.brand.to_string(),
+            quantity_sold: self.quantity_sold,
+            price_per_unit_cents: self.price_per_unit_cents,
+            transaction_date_micros: self.transaction_date_micros,
+            customer_id: self.customer_id,
+            country: self.country.map(str::to_string),
+            card_type: self.card_type.map(str::to_string),
+        }
+    }
+}
+
+impl ProductSale {
+    /// Validates a `product_sales` row as read by [`SALES_TABLE`] (see [`SaleRow`]).
+    pub fn from_row(row: &[Value]) -> Result<ProductSale, String> {
+        SaleRow::from_row(row).map(|r| r.to_sale())
+    }
+
+    /// The record as a [`SaleRow`] borrowing its text.
+    pub fn as_row(&self) -> SaleRow<'_> {
+        SaleRow {
+            transaction_id: self.transaction_id,
+            product_id: self.product_id,
+            product_name: &self.product_name,
+            product_category: &self.product_category,
+            brand: &self.brand,
+            quantity_sold: self.quantity_sold,
+            price_per_unit_cents: self.price_per_unit_cents,
+            transaction_date_micros: self.transaction_date_micros,
+            customer_id: self.customer_id,
+            country: self.country.as_deref(),
+            card_type: self.card_type.as_deref(),
+        }
+    }
+
+    /// Appends the Avro binary encoding (schema `data/avro/product_sale.avsc`).
+    pub fn encode(&self, w: &mut Writer) {
+        self.as_row().encode(w);
     }
 
     /// Decodes the Avro binary encoding.

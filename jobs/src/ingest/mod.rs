@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind, Writer};
 use crate::io::kafka::{self, partition_for};
 use crate::io::source::{Cursor, CursorTable, Rows, Source, Value};
-use crate::records::{PRODUCTS_TABLE, Product, ProductSale, SALES_TABLE, rfc3339_micros};
+use crate::records::{PRODUCTS_TABLE, Product, SALES_TABLE, SaleRow, rfc3339_micros};
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
@@ -369,7 +369,7 @@ impl Ctx<'_> {
                 Err(format!("{} is NULL or not a timestamp", job.spec.ts_col))
             } else {
                 match job.kind {
-                    SchemaKind::ProductSale => ProductSale::from_row(&row).map(|s| {
+                    SchemaKind::ProductSale => SaleRow::from_row(&row).map(|s| {
                         w.start_framed(schema_id);
                         s.encode(&mut w);
                         s.product_id

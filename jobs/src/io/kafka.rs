@@ -358,7 +358,8 @@ fn read_topic_to_end<T>(
             .fetch_watermarks(t, p, Duration::from_secs(30))
             .map_err(|e| err(cfg, missing())(e))?;
         let start = match o {
-            Offset::Beginning => Some(low),
+            // Not the reported start (see above): offset 0, reset to the log start if below it.
+            Offset::Beginning => Some(0),
             Offset::Offset(x) => Some(x),
             _ => None,
         };

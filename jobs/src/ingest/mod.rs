@@ -84,6 +84,8 @@ struct TableJob {
     /// What of this table reached the broker after the last checkpoint (empty unless the
     /// last run crashed).
     tails: Tails,
+    /// The first read of the run, started at startup.
+    first_read: Option<tokio::task::JoinHandle<Result<Rows>>>,
 }
 
 /// A batch handed to the producer, waiting for its acknowledgements.
@@ -129,6 +131,7 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
             pending: VecDeque::new(),
             stats: Stats::default(),
             tails: Tails::default(),
+            first_read: None,
         },
         TableJob {
             spec: &PRODUCTS_TABLE,
@@ -139,23 +142,50 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
             pending: VecDeque::new(),
             stats: Stats::default(),
             tails: Tails::default(),
+            first_read: None,
         },
     ];
+    let dlq = (cfg.topics.dlq.as_str(), partitions[&cfg.topics.dlq]);
+    let mut first_run = Vec::new();
     for j in &mut jobs {
-        let data = (j.topic.as_str(), partitions[&j.topic]);
-        let dlq = (cfg.topics.dlq.as_str(), partitions[&cfg.topics.dlq]);
         match saved.remove(j.spec.table) {
             Some(st) => j.state = st,
-            None => tokio::task::block_in_place(|| {
-                // A table's first run: checkpoint the partitions' end offsets before sending
-                // anything, so that recovery never reads what was there before us.
-                j.state.offsets = kafka::end_offsets(&cfg.kafka, &[data, dlq])?
-                    .into_iter()
-                    .map(|(t, p, o)| (tp_key(&t, p), o))
-                    .collect();
-                first_checkpoint(cfg, &producer, &flights, &source, j.spec.table, &j.state)
-            })?,
+            None => first_run.push(j.spec.table),
         }
+        // The first batch is read while the checkpoints and recovery below talk to the broker.
+        j.first_read = Some(spawn_read(
+            &db,
+            j.spec,
+            j.state.cursor,
+            cfg.ingest.batch_size,
+        ));
+    }
+    if !first_run.is_empty() {
+        // A table's first run: checkpoint the partitions' end offsets before sending
+        // anything, so that recovery never reads what was there before us (one query and one
+        // flush for every such table).
+        tokio::task::block_in_place(|| {
+            let mut topics = vec![dlq];
+            for j in jobs.iter().filter(|j| first_run.contains(&j.spec.table)) {
+                topics.push((j.topic.as_str(), partitions[&j.topic]));
+            }
+            let ends = kafka::end_offsets(&cfg.kafka, &topics)?;
+            for j in jobs
+                .iter_mut()
+                .filter(|j| first_run.contains(&j.spec.table))
+            {
+                j.state.offsets = ends
+                    .iter()
+                    .filter(|(t, _, _)| *t == j.topic || *t == dlq.0)
+                    .map(|(t, p, o)| (tp_key(t, *p), *o))
+                    .collect();
+                send_checkpoint(cfg, &producer, &source, j.spec.table, &j.state)?;
+            }
+            wait_for_first_checkpoints(cfg, &producer, &flights)
+        })?;
+    }
+    for j in &mut jobs {
+        let data = (j.topic.as_str(), partitions[&j.topic]);
         tracing::debug!(message = "Checkpointed offsets.", table = j.spec.table, offsets = ?j.state.offsets);
         j.sent = j.state.clone();
         j.tails = tokio::task::block_in_place(|| {
@@ -285,7 +315,11 @@ impl Ctx<'_> {
                 self.settle(job, 0)
             })?;
         }
-        let mut next = Some(self.prefetch(job.spec, job.sent.cursor, limit));
+        let first = match job.first_read.take() {
+            Some(read) => read,
+            None => self.prefetch(job.spec, job.sent.cursor, limit),
+        };
+        let mut next = Some(first);
         while let Some(pending) = next.take() {
             let rows = pending
                 .await
@@ -326,8 +360,7 @@ impl Ctx<'_> {
         after: Cursor,
         limit: usize,
     ) -> tokio::task::JoinHandle<Result<Rows>> {
-        let db = self.db.clone();
-        tokio::spawn(async move { db.fetch_after(spec, after, limit).await })
+        spawn_read(self.db, spec, after, limit)
     }
 
     /// Hands a batch to the producer (its checkpoint follows in [`Ctx::settle`]). Blocking.
@@ -552,24 +585,30 @@ fn send_checkpoint(
     .map_err(kafka::err(&cfg.kafka, format!("send checkpoint ({table})")))
 }
 
-/// Writes a table's first checkpoint and waits until the broker has it. Blocking.
-fn first_checkpoint(
+/// Reads the rows after `after` (at most `limit`) in a task of its own.
+fn spawn_read(
+    db: &Source,
+    spec: &'static CursorTable,
+    after: Cursor,
+    limit: usize,
+) -> tokio::task::JoinHandle<Result<Rows>> {
+    let db = db.clone();
+    tokio::spawn(async move { db.fetch_after(spec, after, limit).await })
+}
+
+/// Waits until the broker has the first checkpoints handed to the producer. Blocking.
+fn wait_for_first_checkpoints(
     cfg: &Config,
     producer: &ThreadedProducer<FlightContext>,
     flights: &Flights,
-    source: &str,
-    table: &str,
-    st: &TableState,
 ) -> Result<()> {
-    send_checkpoint(cfg, producer, source, table, st)?;
-    producer.flush(Duration::from_secs(30)).map_err(kafka::err(
-        &cfg.kafka,
-        format!("send first checkpoint ({table})"),
-    ))?;
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(kafka::err(&cfg.kafka, "send the first checkpoints"))?;
     match flights.first_failure()? {
         Some(e) => Err(delivery_failure(
             cfg,
-            format!("write the first checkpoint ({table}): {e}"),
+            format!("write the first checkpoints: {e}"),
         )),
         None => Ok(()),
     }

@@ -182,17 +182,8 @@ fn kill_9_then_rerun_loses_and_duplicates_nothing(backend: Backend) {
             "100",
         ]);
     }
-    let out = env
-        .cmd(&["ingest", "--once"])
-        .env("JOBS_LOG", "jobs=debug")
-        .output()
-        .unwrap();
-    let _ = writeln!(
-        logs,
-        "--- final run:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{logs}");
+    let (_, log) = ingest_once_with_debug_log(&env);
+    let _ = writeln!(logs, "--- final run:\n{log}");
     let check = env.check("product_sales");
     assert_eq!(check["duplicates"], json!(0), "{check}\n{logs}");
     assert_exact(&check, 23_000);
@@ -239,14 +230,7 @@ fn crash_before_checkpoint_then_rerun(env: &Env, n: usize) -> (u64, String) {
         !crashed.status.success(),
         "the failpoint should abort ingest"
     );
-    let out = env
-        .cmd(&["ingest", "--once"])
-        .env("JOBS_LOG", "jobs=debug")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let log = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "rerun failed: {log}");
+    let (stdout, log) = ingest_once_with_debug_log(env);
     let recovered = stdout
         .split("; ")
         .nth(1)
@@ -254,6 +238,20 @@ fn crash_before_checkpoint_then_rerun(env: &Env, n: usize) -> (u64, String) {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no recovered count in {stdout:?}"));
     (recovered, log)
+}
+
+/// Runs `ingest --once` with the debug log on and fails the test, showing that log, unless it
+/// succeeds. Returns its stdout and everything it printed, for failure messages.
+fn ingest_once_with_debug_log(env: &Env) -> (String, String) {
+    let out = env
+        .cmd(&["ingest", "--once"])
+        .env("JOBS_LOG", "jobs=debug")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ingest --once failed: {log}");
+    (stdout, log)
 }
 
 /// A table's first run crashes before its first batch is checkpointed, in topics that already

@@ -317,7 +317,7 @@ impl Ctx<'_> {
         }
         let first = match job.first_read.take() {
             Some(read) => read,
-            None => self.prefetch(job.spec, job.sent.cursor, limit),
+            None => spawn_read(self.db, job.spec, job.sent.cursor, limit),
         };
         let mut next = Some(first);
         while let Some(pending) = next.take() {
@@ -331,7 +331,7 @@ impl Ctx<'_> {
                 let last = rows
                     .cursor(rows.len() - 1, job.spec.cols.len())
                     .map_err(self.db_err("decode the cursor"))?;
-                next = Some(self.prefetch(job.spec, last, limit));
+                next = Some(spawn_read(self.db, job.spec, last, limit));
             }
             let done = tokio::task::block_in_place(|| {
                 self.publish(
@@ -352,15 +352,6 @@ impl Ctx<'_> {
             }
         }
         tokio::task::block_in_place(|| self.settle(job, 0))
-    }
-
-    fn prefetch(
-        &self,
-        spec: &'static CursorTable,
-        after: Cursor,
-        limit: usize,
-    ) -> tokio::task::JoinHandle<Result<Rows>> {
-        spawn_read(self.db, spec, after, limit)
     }
 
     /// Hands a batch to the producer (its checkpoint follows in [`Ctx::settle`]). Blocking.

@@ -29,7 +29,8 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind, Writer};
 use crate::io::kafka::{self, partition_for};
-use crate::io::source::{Cursor, CursorTable, Rows, Source, Value};
+use crate::io::produce::Batcher;
+use crate::io::source::{Cursor, CursorTable, Keyset, Rows, Source, Value};
 use crate::records::{PRODUCTS_TABLE, Product, SALES_TABLE, SaleRow, rfc3339_micros};
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
@@ -37,6 +38,10 @@ use crate::{Error, Result};
 use flights::{FlightContext, Flights, NO_BATCH};
 use state::{H_ORIGIN, H_TABLE, Tails, origin_prefix, tp_key};
 pub use state::{Position, TableState};
+
+/// Data messages gathered before they are handed to the producer together: enough to take
+/// librdkafka's locks once per partition run, few enough that its broker thread keeps busy.
+const SEND_CHUNK: usize = 2048;
 
 /// How long `ingest` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +90,7 @@ struct TableJob {
     /// last run crashed).
     tails: Tails,
     /// The first read of the run, started at startup.
-    first_read: Option<tokio::task::JoinHandle<Result<Rows>>>,
+    first_read: Option<tokio::task::JoinHandle<Result<Keyset>>>,
 }
 
 /// A batch handed to the producer, waiting for its acknowledgements.
@@ -103,24 +108,29 @@ pub async fn run(cfg: &Config, mode: Mode) -> Result<Stats> {
 
 /// As [`run`], stopping when `shutdown` is raised.
 pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<Stats> {
-    let db = Source::connect(&cfg.database_url).await?;
-    let registry = Registry::for_config(cfg).await?;
+    // The producer first: an idempotent producer cannot send before the broker gave it a
+    // producer id (see `kafka::partition_counts_with`). The source connects and the saved
+    // state is read meanwhile.
     let flights = Flights::default();
     let producer = kafka::idempotent_producer_with(&cfg.kafka, FlightContext(flights.clone()))?;
     let source = cfg.source_name();
-    let partitions = {
-        let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || partition_counts(&cfg))
-            .await
-            .map_err(|e| Error::Internal(format!("metadata task panicked: {e}")))??
-    };
-    let mut saved = {
+    let saved = {
         let cfg = cfg.clone();
         let source = source.clone();
         tokio::task::spawn_blocking(move || state::load(&cfg, &source))
-            .await
-            .map_err(|e| Error::Internal(format!("state loader panicked: {e}")))??
     };
+    let db = {
+        let url = cfg.database_url.clone();
+        tokio::spawn(async move { Source::connect(&url).await })
+    };
+    let partitions = tokio::task::block_in_place(|| partition_counts(cfg, &producer))?;
+    let db = db
+        .await
+        .map_err(|e| Error::Internal(format!("connect task panicked: {e}")))??;
+    let registry = Registry::for_config(cfg).await?;
+    let mut saved = saved
+        .await
+        .map_err(|e| Error::Internal(format!("state loader panicked: {e}")))??;
     let mut jobs = vec![
         TableJob {
             spec: &SALES_TABLE,
@@ -181,16 +191,35 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
                     .collect();
                 send_checkpoint(cfg, &producer, &source, j.spec.table, &j.state)?;
             }
-            wait_for_first_checkpoints(cfg, &producer, &flights)
+            wait_for_first_checkpoints(cfg, &flights)
         })?;
     }
-    for j in &mut jobs {
-        let data = (j.topic.as_str(), partitions[&j.topic]);
+    // Every table's recovery scan at once.
+    let tails: Vec<Result<Tails>> = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let scans: Vec<_> = jobs
+                .iter()
+                .map(|j| {
+                    let data = (j.topic.as_str(), partitions[&j.topic]);
+                    let source = source.as_str();
+                    scope.spawn(move || {
+                        state::scan_tails(cfg, source, j.spec.table, data, dlq, &j.state)
+                    })
+                })
+                .collect();
+            scans
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Internal("recovery scan panicked".into())))
+                })
+                .collect()
+        })
+    });
+    for (j, tails) in jobs.iter_mut().zip(tails) {
         tracing::debug!(message = "Checkpointed offsets.", table = j.spec.table, offsets = ?j.state.offsets);
         j.sent = j.state.clone();
-        j.tails = tokio::task::block_in_place(|| {
-            state::scan_tails(cfg, &source, j.spec.table, data, dlq, &j.state)
-        })?;
+        j.tails = tails?;
         tracing::info!(
             message = "Resuming table.",
             table = j.spec.table,
@@ -244,9 +273,11 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
         seconds = secs,
         rows_per_sec = (total.sent + total.dead_lettered) as f64 / secs.max(1e-9),
     );
-    tokio::task::block_in_place(|| producer.flush(Duration::from_secs(10)))
-        .map_err(kafka::err(&cfg.kafka, "flush producer"))?;
-    if let Some(first) = flights.first_failure()? {
+    // Every batch is acknowledged; the last checkpoints may still be on their way (every
+    // message sent has its report once they have theirs: nothing is left to flush).
+    let waited =
+        tokio::task::block_in_place(|| flights.wait_for_checkpoints(Duration::from_secs(10)));
+    if let Some(first) = flights.first_failure()?.or(waited.err()) {
         // Only a checkpoint can still fail here (every batch was acknowledged): the rerun
         // falls back to the previous one and its tail scan skips what was delivered.
         return Err(delivery_failure(
@@ -257,10 +288,14 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
     Ok(total)
 }
 
-/// Partition counts of the topics ingest writes. Blocking.
-fn partition_counts(cfg: &Config) -> Result<HashMap<String, i32>> {
+/// Partition counts of the topics ingest writes, asked through the producer. Blocking.
+fn partition_counts(
+    cfg: &Config,
+    producer: &ThreadedProducer<FlightContext>,
+) -> Result<HashMap<String, i32>> {
     let t = &cfg.topics;
-    kafka::partition_counts(
+    kafka::partition_counts_with(
+        producer.client(),
         &cfg.kafka,
         &[
             &t.product_sales,
@@ -286,8 +321,8 @@ struct Ctx<'a> {
 /// One batch, ready to publish.
 struct Batch {
     rows: Rows,
-    /// True for rows read by the NULL-timestamp cursor.
-    null_cursor: bool,
+    /// Each row's cursor; `None` for rows read by the NULL-timestamp cursor.
+    cursors: Option<Vec<Cursor>>,
 }
 
 impl Ctx<'_> {
@@ -309,7 +344,7 @@ impl Ctx<'_> {
                     job,
                     Batch {
                         rows,
-                        null_cursor: true,
+                        cursors: None,
                     },
                 )?;
                 self.settle(job, 0)
@@ -321,16 +356,13 @@ impl Ctx<'_> {
         };
         let mut next = Some(first);
         while let Some(pending) = next.take() {
-            let rows = pending
+            let Keyset { rows, cursors } = pending
                 .await
                 .map_err(|e| Error::Internal(format!("reader task failed: {e}")))??;
-            if rows.is_empty() {
+            let Some(&last) = cursors.last() else {
                 break;
-            }
+            };
             if rows.len() == limit && !shutdown.is_raised() {
-                let last = rows
-                    .cursor(rows.len() - 1, job.spec.cols.len())
-                    .map_err(self.db_err("decode the cursor"))?;
                 next = Some(spawn_read(self.db, job.spec, last, limit));
             }
             let done = tokio::task::block_in_place(|| {
@@ -338,7 +370,7 @@ impl Ctx<'_> {
                     job,
                     Batch {
                         rows,
-                        null_cursor: false,
+                        cursors: Some(cursors),
                     },
                 )?;
                 // One batch is acknowledged while the next one is encoded and sent.
@@ -363,6 +395,8 @@ impl Ctx<'_> {
         let data_parts = self.partitions[&job.topic];
         let dlq_parts = self.partitions[&self.cfg.topics.dlq];
         let n = job.spec.cols.len();
+        // Data messages are handed to the producer in runs (see `io::produce`).
+        let mut out = Batcher::new(self.producer, SEND_CHUNK);
         let mut w = Writer::default();
         let mut row: Vec<Value<'_>> = Vec::with_capacity(n);
         let mut key = String::new();
@@ -372,8 +406,9 @@ impl Ctx<'_> {
         let mut st = job.sent.clone();
         for r in 0..batch.rows.len() {
             batch.rows.values(r, job.spec.cols, &mut row);
-            let pos = if batch.null_cursor {
-                match row.first() {
+            let pos = match &batch.cursors {
+                Some(c) => Position::Keyset(c[r]),
+                None => match row.first() {
                     Some(Value::Int(id)) => Position::NullTs(*id),
                     other => {
                         return Err(Error::Internal(format!(
@@ -381,15 +416,9 @@ impl Ctx<'_> {
                             job.spec.table, job.spec.id_col
                         )));
                     }
-                }
-            } else {
-                let c = batch
-                    .rows
-                    .cursor(r, n)
-                    .map_err(self.db_err("decode the cursor"))?;
-                Position::Keyset(c)
+                },
             };
-            let encoded = if batch.null_cursor {
+            let encoded = if batch.cursors.is_none() {
                 Err(format!("{} is NULL or not a timestamp", job.spec.ts_col))
             } else {
                 match job.kind {
@@ -457,18 +486,22 @@ impl Ctx<'_> {
                 );
             if already {
                 recovered += 1;
+            } else if let Some(h) = headers {
+                // A dead letter goes alone: only a message of its own carries headers.
+                self.send(
+                    BaseRecord::with_opaque_to(topic, seq)
+                        .key(key.as_str())
+                        .partition(partition)
+                        .payload(payload.as_slice())
+                        .headers(h),
+                )
+                // Built only on failure: this runs once per message.
+                .map_err(|e| kerr("send")(e))?;
+                dead += 1;
             } else {
-                let mut rec = BaseRecord::with_opaque_to(topic, seq)
-                    .key(key.as_str())
-                    .partition(partition)
-                    .payload(payload.as_slice());
-                if let Some(h) = headers {
-                    rec = rec.headers(h);
-                }
-                self.send(rec)
-                    // Built only on failure: this runs once per message.
+                out.push(topic, partition, key.as_bytes(), &payload, seq)
                     .map_err(|e| kerr("send")(e))?;
-                if is_dlq { dead += 1 } else { sent += 1 }
+                sent += 1;
             }
             if !is_dlq {
                 w.buf = payload;
@@ -478,6 +511,7 @@ impl Ctx<'_> {
                 Position::Keyset(c) => st.cursor = c,
             }
         }
+        out.flush().map_err(kerr("send"))?;
         self.flights.close(seq, sent + dead)?;
         st.rows += sent + dead + recovered;
         job.sent = st.clone();
@@ -538,15 +572,6 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    /// Wraps a source error with what we were doing.
-    fn db_err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
-        move |source| Error::Database {
-            url: self.db.name.clone(),
-            what: what.to_string(),
-            source: Box::new(source),
-        }
-    }
-
     /// Hands one message to the producer.
     fn send<K: rdkafka::message::ToBytes + ?Sized>(
         &self,
@@ -566,6 +591,7 @@ fn send_checkpoint(
     st: &TableState,
 ) -> Result<()> {
     let (key, value) = state::record(source, table, st);
+    producer.context().0.checkpoint_sent()?;
     kafka::send(
         producer,
         BaseRecord::with_opaque_to(&cfg.topics.ingest_state, NO_BATCH)
@@ -582,27 +608,21 @@ fn spawn_read(
     spec: &'static CursorTable,
     after: Cursor,
     limit: usize,
-) -> tokio::task::JoinHandle<Result<Rows>> {
+) -> tokio::task::JoinHandle<Result<Keyset>> {
     let db = db.clone();
     tokio::spawn(async move { db.fetch_after(spec, after, limit).await })
 }
 
 /// Waits until the broker has the first checkpoints handed to the producer. Blocking.
-fn wait_for_first_checkpoints(
-    cfg: &Config,
-    producer: &ThreadedProducer<FlightContext>,
-    flights: &Flights,
-) -> Result<()> {
-    producer
-        .flush(Duration::from_secs(30))
-        .map_err(kafka::err(&cfg.kafka, "send the first checkpoints"))?;
-    match flights.first_failure()? {
-        Some(e) => Err(delivery_failure(
+fn wait_for_first_checkpoints(cfg: &Config, flights: &Flights) -> Result<()> {
+    let waited = flights.wait_for_checkpoints(Duration::from_secs(30));
+    if let Some(e) = flights.first_failure()? {
+        return Err(delivery_failure(
             cfg,
             format!("write the first checkpoints: {e}"),
-        )),
-        None => Ok(()),
+        ));
     }
+    waited.map_err(|e| delivery_failure(cfg, format!("write the first checkpoints: {e}")))
 }
 
 /// A message that the broker did not take, as an error naming the brokers.

@@ -395,6 +395,32 @@ fn export_json_equals_the_topic(backend: Backend) {
     assert_eq!(check["differing_partitions"], json!([]), "{check}");
 }
 
+/// A producer queue far smaller than a batch: ingest hands messages over in runs
+/// (`io::produce::Batcher`), and a run the queue cannot take is handed over again from the
+/// first message it refused, once the broker drained some. Nothing lost, nothing twice.
+#[test]
+fn a_full_producer_queue_loses_and_duplicates_nothing() {
+    let env = Env::new(Backend::Sqlite);
+    env.jobs(&["init"]);
+    env.jobs(&[
+        "generate", "--days", "2", "--orders", "6000", "--seed", "5", "--until", UNTIL,
+    ]);
+    let small = env.config_with(
+        "small-queue.toml",
+        &[(
+            r#""log_level" = "3""#,
+            r#""log_level" = "3"
+"queue.buffering.max.messages" = "300""#,
+        )],
+    );
+    let out = env.jobs_with(&small, &["ingest", "--once"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ingested 6036 rows (0 dead-lettered)"),
+        "{out:?}"
+    );
+    assert_exact(&env.check("product_sales"), 6_000);
+}
+
 macro_rules! for_each_backend {
     ($($name:ident),*) => {
         mod mariadb { use super::*; $(#[test] fn $name() { super::$name(Backend::MariaDb) })* }

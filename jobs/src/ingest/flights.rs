@@ -40,9 +40,6 @@ impl Flight {
 struct State {
     flights: VecDeque<Flight>,
     errors: Vec<String>,
-    /// Checkpoints handed to the producer, and reported on (delivered or failed).
-    checkpoints_sent: u64,
-    checkpoints_reported: u64,
 }
 
 /// Shared between the producer's polling thread and ingest.
@@ -76,37 +73,6 @@ impl Flights {
         }
         drop(st);
         self.0.1.notify_all();
-        Ok(())
-    }
-
-    /// Counts a checkpoint about to be handed to the producer.
-    pub fn checkpoint_sent(&self) -> Result<()> {
-        self.lock()?.checkpoints_sent += 1;
-        Ok(())
-    }
-
-    /// Waits until every checkpoint handed to the producer has its delivery report (woken by
-    /// the report itself: `flush` would poll in steps of 100 ms). Fails on timeout; a failed
-    /// delivery shows in [`Flights::first_failure`].
-    pub fn wait_for_checkpoints(&self, timeout: Duration) -> std::result::Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        let poisoned = "delivery report lock poisoned";
-        let mut st = self.0.0.lock().map_err(|_| poisoned.to_string())?;
-        while st.checkpoints_reported < st.checkpoints_sent {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(format!(
-                    "{} checkpoints not acknowledged within {timeout:?}",
-                    st.checkpoints_sent - st.checkpoints_reported
-                ));
-            }
-            st = self
-                .0
-                .1
-                .wait_timeout(st, deadline - now)
-                .map_err(|_| poisoned.to_string())?
-                .0;
-        }
         Ok(())
     }
 
@@ -179,10 +145,7 @@ impl ProducerContext for FlightContext {
         // Whether this report completed its batch: ingest waits for that, and only that
         // (a condvar notification is a system call, too dear to make per message).
         let mut completed = false;
-        if batch == NO_BATCH {
-            st.checkpoints_reported += 1;
-            completed = st.checkpoints_reported >= st.checkpoints_sent;
-        } else {
+        if batch != NO_BATCH {
             // The oldest batches are at the front; a report is almost always for one of them.
             if let Some(f) = st.flights.iter_mut().find(|f| f.batch == batch) {
                 f.reported += 1;

@@ -29,7 +29,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind, Writer};
 use crate::io::kafka::{self, partition_for};
-use crate::io::produce::Batcher;
+use crate::io::produce::{Batcher, flush_now};
 use crate::io::source::{Cursor, CursorTable, Keyset, Rows, Source, Value};
 use crate::records::{PRODUCTS_TABLE, Product, SALES_TABLE, SaleRow, rfc3339_micros};
 use crate::shutdown::Shutdown;
@@ -191,7 +191,7 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
                     .collect();
                 send_checkpoint(cfg, &producer, &source, j.spec.table, &j.state)?;
             }
-            wait_for_first_checkpoints(cfg, &flights)
+            wait_for_first_checkpoints(cfg, &producer, &flights)
         })?;
     }
     // Every table's recovery scan at once.
@@ -273,11 +273,10 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
         seconds = secs,
         rows_per_sec = (total.sent + total.dead_lettered) as f64 / secs.max(1e-9),
     );
-    // Every batch is acknowledged; the last checkpoints may still be on their way (every
-    // message sent has its report once they have theirs: nothing is left to flush).
-    let waited =
-        tokio::task::block_in_place(|| flights.wait_for_checkpoints(Duration::from_secs(10)));
-    if let Some(first) = flights.first_failure()?.or(waited.err()) {
+    // Every batch is acknowledged; the last checkpoints may still be on their way.
+    tokio::task::block_in_place(|| flush_now(&producer, Duration::from_secs(10)))
+        .map_err(kafka::err(&cfg.kafka, "flush producer"))?;
+    if let Some(first) = flights.first_failure()? {
         // Only a checkpoint can still fail here (every batch was acknowledged): the rerun
         // falls back to the previous one and its tail scan skips what was delivered.
         return Err(delivery_failure(
@@ -383,7 +382,14 @@ impl Ctx<'_> {
                 return Err(e);
             }
         }
-        tokio::task::block_in_place(|| self.settle(job, 0))
+        tokio::task::block_in_place(|| {
+            // The table's last batch goes out now rather than after `linger.ms`.
+            flush_now(self.producer, Duration::from_secs(120)).map_err(kafka::err(
+                &self.cfg.kafka,
+                format!("send the last batch ({})", job.spec.table),
+            ))?;
+            self.settle(job, 0)
+        })
     }
 
     /// Hands a batch to the producer (its checkpoint follows in [`Ctx::settle`]). Blocking.
@@ -591,7 +597,6 @@ fn send_checkpoint(
     st: &TableState,
 ) -> Result<()> {
     let (key, value) = state::record(source, table, st);
-    producer.context().0.checkpoint_sent()?;
     kafka::send(
         producer,
         BaseRecord::with_opaque_to(&cfg.topics.ingest_state, NO_BATCH)
@@ -614,15 +619,20 @@ fn spawn_read(
 }
 
 /// Waits until the broker has the first checkpoints handed to the producer. Blocking.
-fn wait_for_first_checkpoints(cfg: &Config, flights: &Flights) -> Result<()> {
-    let waited = flights.wait_for_checkpoints(Duration::from_secs(30));
-    if let Some(e) = flights.first_failure()? {
-        return Err(delivery_failure(
+fn wait_for_first_checkpoints(
+    cfg: &Config,
+    producer: &ThreadedProducer<FlightContext>,
+    flights: &Flights,
+) -> Result<()> {
+    flush_now(producer, Duration::from_secs(30))
+        .map_err(kafka::err(&cfg.kafka, "send the first checkpoints"))?;
+    match flights.first_failure()? {
+        Some(e) => Err(delivery_failure(
             cfg,
             format!("write the first checkpoints: {e}"),
-        ));
+        )),
+        None => Ok(()),
     }
-    waited.map_err(|e| delivery_failure(cfg, format!("write the first checkpoints: {e}")))
 }
 
 /// A message that the broker did not take, as an error naming the brokers.

@@ -219,3 +219,22 @@ impl<'p, C: ProducerContext<DeliveryOpaque = usize> + 'static> Batcher<'p, C> {
         Ok(())
     }
 }
+
+/// Sends what the producer holds at once, `linger.ms` notwithstanding, and waits until every
+/// message handed to it has its delivery report (the reports' callbacks have run when this
+/// returns). Woken by the last report: `rdkafka`'s own `flush` polls in steps of 100 ms.
+pub fn flush_now<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the client pointer is valid while `producer` lives. rdkafka serves delivery
+    // reports as events on its own thread, so librdkafka's flush only waits for its message
+    // count to reach zero; it does not poll the queue that thread serves.
+    let code: RDKafkaErrorCode =
+        unsafe { rd::rd_kafka_flush(producer.client().native_ptr(), ms) }.into();
+    match code {
+        RDKafkaErrorCode::NoError => Ok(()),
+        code => Err(KafkaError::Flush(code)),
+    }
+}

@@ -123,10 +123,12 @@ pub async fn run_with(cfg: &Config, mode: Mode, shutdown: Shutdown) -> Result<St
         let url = cfg.database_url.clone();
         tokio::spawn(async move { Source::connect(&url).await })
     };
-    let partitions = tokio::task::block_in_place(|| partition_counts(cfg, &producer))?;
+    let partitions = tokio::task::block_in_place(|| partition_counts(cfg, &producer));
+    // The source's error first, as when it connected alone.
     let db = db
         .await
         .map_err(|e| Error::Internal(format!("connect task panicked: {e}")))??;
+    let partitions = partitions?;
     let registry = Registry::for_config(cfg).await?;
     let mut saved = saved
         .await

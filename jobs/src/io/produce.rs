@@ -24,10 +24,6 @@ struct TopicHandle {
     ptr: *mut rd::rd_kafka_topic_t,
 }
 
-// librdkafka topic handles may be used from any thread.
-unsafe impl Send for TopicHandle {}
-unsafe impl Sync for TopicHandle {}
-
 impl Drop for TopicHandle {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from `rd_kafka_topic_new` and is released once, here.

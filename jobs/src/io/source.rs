@@ -256,18 +256,18 @@ pub struct Source {
 macro_rules! fetch_all {
     ($pools:expr, $sql:expr, $($bind:expr),*) => {
         match $pools {
-            Pools::MySql(p) => match p.acquire().await {
-                Ok(mut c) => sqlx::query(sqlx::AssertSqlSafe($sql))$(.bind($bind))*.fetch_all(&mut *c).await.map(Rows::MySql),
-                Err(e) => Err(e),
-            },
-            Pools::Postgres(p) => match p.acquire().await {
-                Ok(mut c) => sqlx::query(sqlx::AssertSqlSafe($sql))$(.bind($bind))*.fetch_all(&mut *c).await.map(Rows::Postgres),
-                Err(e) => Err(e),
-            },
-            Pools::Sqlite(p) => match p.acquire().await {
-                Ok(mut c) => sqlx::query(sqlx::AssertSqlSafe($sql))$(.bind($bind))*.fetch_all(&mut *c).await.map(Rows::Sqlite),
-                Err(e) => Err(e),
-            },
+            Pools::MySql(p) => async {
+                let mut c = p.acquire().await?;
+                sqlx::query(sqlx::AssertSqlSafe($sql))$(.bind($bind))*.fetch_all(&mut *c).await
+            }.await.map(Rows::MySql),
+            Pools::Postgres(p) => async {
+                let mut c = p.acquire().await?;
+                sqlx::query(sqlx::AssertSqlSafe($sql))$(.bind($bind))*.fetch_all(&mut *c).await
+            }.await.map(Rows::Postgres),
+            Pools::Sqlite(p) => async {
+                let mut c = p.acquire().await?;
+                sqlx::query(sqlx::AssertSqlSafe($sql))$(.bind($bind))*.fetch_all(&mut *c).await
+            }.await.map(Rows::Sqlite),
         }
     };
 }

@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::stream::spec::WindowSpec;
 use crate::{Error, Result};
 
 /// The whole configuration of every `jobs` subcommand.
@@ -65,7 +66,7 @@ pub struct StreamConfig {
     /// Consumer group; processes in one group split the partitions.
     pub group_id: String,
     /// Windows: `1h` is tumbling, `1h/5m` is sliding (size/slide).
-    pub windows: Vec<String>,
+    pub windows: Vec<WindowSpec>,
     /// How far behind the newest event time an event may arrive and still count.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
@@ -77,7 +78,8 @@ pub struct StreamConfig {
     pub roll_interval: Duration,
     /// ... or as soon as a partition has buffered this many bytes of rows.
     pub roll_bytes: usize,
-    /// Kafka output format: `avro` (Confluent framing) or `json`.
+    /// Encoding of the stream's Kafka outputs: `avro` (Confluent framing) or `json`. The
+    /// batch jobs have their own (`forecast.output_format`, `recommend.output_format`).
     pub output_format: OutputFormat,
     /// Address of the Prometheus `/metrics` endpoint; empty to disable.
     pub metrics_addr: String,
@@ -88,7 +90,7 @@ pub struct StreamConfig {
     #[serde(with = "humantime_serde")]
     pub totals_interval: Duration,
     /// The sliding window of the top-N ranking (`size/slide`).
-    pub top_window: String,
+    pub top_window: WindowSpec,
     /// How many products each ranking keeps.
     pub top_n: usize,
     /// A low-stock alert fires when `stock_level - units sold since` falls below this.
@@ -124,6 +126,8 @@ pub struct ForecastConfig {
     pub model: ForecastModel,
     /// Days held out by `--evaluate` when `--holdout-days` is not given.
     pub holdout_days: u32,
+    /// Encoding of the `sales_predictions` messages: `avro` (Confluent framing) or `json`.
+    pub output_format: OutputFormat,
 }
 
 impl Default for ForecastConfig {
@@ -133,6 +137,7 @@ impl Default for ForecastConfig {
             history_days: 730,
             model: ForecastModel::Ols,
             holdout_days: 14,
+            output_format: OutputFormat::Avro,
         }
     }
 }
@@ -175,6 +180,9 @@ pub struct RecommendConfig {
     pub cg_steps: usize,
     /// Seed of the initial factors and of the `--evaluate` split.
     pub seed: u64,
+    /// Encoding of the `product_recommendations` messages: `avro` (Confluent framing) or
+    /// `json`.
+    pub output_format: OutputFormat,
 }
 
 impl Default for RecommendConfig {
@@ -191,6 +199,7 @@ impl Default for RecommendConfig {
             iterations: p.iterations,
             cg_steps: p.cg_steps,
             seed: p.seed,
+            output_format: OutputFormat::Avro,
         }
     }
 }
@@ -265,7 +274,10 @@ impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
             group_id: "jobs-stream".into(),
-            windows: vec!["1h".into(), "1d".into(), "1h/5m".into()],
+            windows: ["1h", "1d", "1h/5m"]
+                .into_iter()
+                .map(|w| WindowSpec::parse(w).expect("a default window parses"))
+                .collect(),
             allowed_lateness: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(30),
             roll_interval: Duration::from_secs(60),
@@ -280,7 +292,7 @@ impl Default for StreamConfig {
                 Feature::Dashboard,
             ],
             totals_interval: Duration::from_secs(10),
-            top_window: "1h/5m".into(),
+            top_window: WindowSpec::parse("1h/5m").expect("a default window parses"),
             top_n: 10,
             low_stock_threshold: 10,
             low_stock_thresholds: BTreeMap::new(),
@@ -509,12 +521,6 @@ impl Config {
                 self.kafka.partitions
             )));
         }
-        for w in &self.stream.windows {
-            crate::stream::window::WindowSpec::parse(w)
-                .map_err(|e| Error::Config(format!("stream.windows: {e}")))?;
-        }
-        crate::stream::window::WindowSpec::parse(&self.stream.top_window)
-            .map_err(|e| Error::Config(format!("stream.top_window: {e}")))?;
         if self.stream.top_n == 0 {
             return Err(Error::Config("stream.top_n must be at least 1".into()));
         }

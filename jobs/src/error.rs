@@ -96,7 +96,51 @@ pub enum Error {
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Whose fault an error is, for the operator: what to fix, and whether a retry helps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The configuration, a schedule file or the input asked for: fix it, then rerun.
+    User,
+    /// An outside system (database, broker, registry, store, disk) failed or refused: a rerun
+    /// once it is back resumes exactly.
+    Outside,
+    /// A bug in `jobs`: please report it.
+    Ours,
+}
+
+impl Fault {
+    /// One line for the operator.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Fault::User => "fix the configuration or input named above, then rerun",
+            Fault::Outside => {
+                "an outside system failed; once it is back, a rerun resumes where the last checkpoint left off"
+            }
+            Fault::Ours => "this is a bug in jobs; please report it with the line above",
+        }
+    }
+}
+
 impl Error {
+    /// Whose fault this is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Config(_) | Error::Schedule(_) | Error::NoHistory(_) | Error::Model(_) => {
+                Fault::User
+            }
+            Error::Internal(_) => Fault::Ours,
+            Error::Database { .. }
+            | Error::Kafka { .. }
+            | Error::Registry(_)
+            | Error::Avro(_)
+            | Error::Redis { .. }
+            | Error::Lake { .. }
+            | Error::History { .. }
+            | Error::Parquet(_)
+            | Error::File { .. } => Fault::Outside,
+        }
+    }
+
     /// Wraps a file error with its path.
     pub fn file(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::File {

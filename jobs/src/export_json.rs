@@ -26,13 +26,14 @@ use serde_json::value::RawValue;
 use crate::config::Config;
 use crate::io::avro::{self, Reader, Registry, SchemaKind};
 use crate::io::kafka;
-use crate::records::{Product, ProductSale, format_cents, rfc3339_micros};
+use crate::records::{Product, ProductSale};
 use crate::shutdown::Shutdown;
+use crate::units::{format_cents, rfc3339_micros};
 use crate::{Error, Result};
 
 /// What to export and where.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct RunOptions {
     /// The topic to read.
     pub topic: String,
     /// Folder for `<topic>-<partition>.jsonl` files.
@@ -213,7 +214,7 @@ pub fn to_json_line(registry: &Registry, payload: &[u8]) -> Result<String> {
 pub fn run(
     cfg: &Config,
     registry: &Registry,
-    opts: &Options,
+    opts: &RunOptions,
     shutdown: &Shutdown,
 ) -> Result<Stats> {
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::file(&opts.out_dir, e))?;

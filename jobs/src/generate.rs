@@ -15,12 +15,12 @@ use rand_chacha::ChaCha8Rng;
 use crate::Result;
 use crate::config::Config;
 use crate::io::db::{Db, Dialect};
-use crate::records::{format_cents, format_micros};
 use crate::shutdown::Shutdown;
+use crate::units::{format_cents, format_micros};
 
 /// What to generate.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct RunOptions {
     /// Days of history to back-fill, ending at `until`.
     pub days: u32,
     /// Orders in the back-fill; default 1500 per day.
@@ -373,7 +373,7 @@ pub struct Sale {
 
 /// Inserts the shop into the database: catalogue, customers, inventory, back-fill, and live
 /// orders while `follow_rate` is set, until `shutdown`.
-pub async fn run(cfg: &Config, opts: &Options, shutdown: &Shutdown) -> Result<Stats> {
+pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: &Shutdown) -> Result<Stats> {
     let db = Db::connect(&cfg.database_url).await?;
     db.init_schema().await?;
     let started = Instant::now();

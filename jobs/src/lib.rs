@@ -9,7 +9,7 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! let cfg = jobs::config::Config::load(None, &jobs::config::Overrides::default())?;
 //! jobs::init::run(&cfg).await?;
-//! jobs::ingest::run(&cfg, jobs::ingest::Mode::Once).await?;
+//! jobs::ingest::run(&cfg, jobs::ingest::RunOptions::default()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -30,5 +30,7 @@ pub mod records;
 pub mod schedule;
 pub mod shutdown;
 pub mod stream;
+pub mod units;
+pub mod validate;
 
-pub use error::{Error, Result};
+pub use error::{Error, Fault, Result};

@@ -218,6 +218,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", chain(&e));
+            if let Some(j) = e.chain().find_map(|c| c.downcast_ref::<jobs::Error>()) {
+                eprintln!("hint: {}", j.fault().hint());
+            }
             ExitCode::FAILURE
         }
     }
@@ -281,12 +284,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Generate(a) => {
             let until_micros = match &a.until {
-                Some(t) => Some(jobs::records::parse_micros(t).with_context(|| {
+                Some(t) => Some(jobs::units::parse_micros(t).with_context(|| {
                     format!("--until {t:?} is not a timestamp (use 2026-11-21T00:00:00Z)")
                 })?),
                 None => None,
             };
-            let opts = jobs::generate::Options {
+            let opts = jobs::generate::RunOptions {
                 days: a.days,
                 orders: a.orders,
                 follow_rate: a.follow.then_some(a.rate),
@@ -305,12 +308,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Ingest { once } => {
-            let mode = if once {
-                jobs::ingest::Mode::Once
-            } else {
-                jobs::ingest::Mode::Follow
-            };
-            let stats = jobs::ingest::run(&cfg, mode).await?;
+            let opts = jobs::ingest::RunOptions { follow: !once };
+            let stats = jobs::ingest::run(&cfg, opts).await?;
             println!(
                 "ingested {} rows ({} dead-lettered) in {} batches; {} found already delivered",
                 stats.sent + stats.dead_lettered,
@@ -320,14 +319,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Stream { until_idle } => {
-            let c = jobs::stream::run(&cfg, &jobs::stream::Options { until_idle }).await?;
+            let c = jobs::stream::run(&cfg, &jobs::stream::RunOptions { until_idle }).await?;
             println!(
                 "consumed {} events: {} aggregated, {} late, {} dead-lettered",
                 c.consumed, c.aggregated, c.late, c.dead_lettered
             );
         }
         Command::Forecast(a) => {
-            let args = jobs::batch::forecast::Args {
+            let args = jobs::batch::forecast::RunOptions {
                 run_date: a.run_date,
                 since: a.since,
                 horizon_days: a.horizon,
@@ -350,7 +349,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Recommend(a) => {
-            let args = jobs::batch::recommend::Args {
+            let args = jobs::batch::recommend::RunOptions {
                 run_date: a.run_date,
                 since: a.since,
                 top_k: a.top_k,
@@ -378,8 +377,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             group,
             until_idle,
         } => {
-            let registry = Registry::for_config(&cfg).await?;
-            let opts = jobs::export_json::Options {
+            let registry = Registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
+            let opts = jobs::export_json::RunOptions {
                 topic: topic.unwrap_or_else(|| cfg.topics.product_updates.clone()),
                 out_dir: out,
                 group_id: group,

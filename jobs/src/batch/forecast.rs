@@ -23,13 +23,12 @@ use super::history::{self, DailySales, ProductInfo};
 use super::{Dates, Manifest, Published, date_of, day_number};
 use crate::config::{Config, ForecastModel, OutputFormat};
 use crate::io::avro::{Registry, SchemaKind, Writer};
-use crate::io::kafka::TopicSpec;
 use crate::io::lake::Lake;
 use crate::{Error, Result};
 
 /// Flags of `jobs forecast`; `None` takes the config's value.
 #[derive(Debug, Clone, Default)]
-pub struct Args {
+pub struct RunOptions {
     pub run_date: Option<NaiveDate>,
     pub since: Option<NaiveDate>,
     pub horizon_days: Option<u32>,
@@ -129,7 +128,7 @@ pub fn build_series(daily: &DailySales, dates: &Dates) -> Vec<(i64, Series)> {
 }
 
 /// Reads the history, then either publishes a forecast or backtests.
-pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
+pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     let started_at = super::now_rfc3339();
     let fcfg = &cfg.forecast;
     let dates = Dates::resolve(args.run_date, args.since, fcfg.history_days)?;
@@ -177,7 +176,7 @@ pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
     // 3. Publish: the lake, Kafka, then the manifest.
     let dir = format!("forecasts/run_date={}", dates.run_date);
     let batch = lake_batch(&fits, &daily.products, &dates, &version)?;
-    let schema_id = Registry::for_config(cfg)
+    let schema_id = Registry::for_config(&cfg.schema_registry, &cfg.topics)
         .await?
         .id(SchemaKind::SalesPrediction)?;
     let messages = messages(
@@ -185,15 +184,18 @@ pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
         &daily.products,
         &dates,
         &version,
-        cfg.stream.output_format,
+        cfg.forecast.output_format,
         schema_id,
     );
-    let topic = TopicSpec {
-        name: cfg.topics.sales_predictions.clone(),
-        partitions: cfg.kafka.partitions,
-        configs: vec![],
-    };
-    let mut published = super::publish_outputs(cfg, &lake, &dir, batch, topic, messages).await?;
+    let mut published = super::publish_outputs(
+        cfg,
+        &lake,
+        &dir,
+        batch,
+        &cfg.topics.sales_predictions,
+        messages,
+    )
+    .await?;
     let manifest = Manifest {
         job: "forecast",
         program: format!("jobs {}", env!("CARGO_PKG_VERSION")),

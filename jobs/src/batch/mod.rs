@@ -14,7 +14,6 @@ pub mod forecast;
 pub mod history;
 pub mod recommend;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
@@ -22,7 +21,8 @@ use rdkafka::producer::BaseRecord;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::io::kafka::{self, Acks, TopicSpec};
+use crate::io::delivery::{Deliveries, NO_BATCH};
+use crate::io::kafka;
 use crate::io::lake::Lake;
 use crate::{Error, Result};
 
@@ -147,29 +147,24 @@ pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 /// Sends `(key, value)` messages to `topic` with an idempotent producer and waits until the
-/// broker acknowledged every one. Creates the topic first if it is missing.
-pub fn publish(cfg: &Config, topic: &TopicSpec, messages: &[(String, Vec<u8>)]) -> Result<u64> {
-    let acks = Arc::new(Mutex::new(Acks::default()));
-    let producer = kafka::idempotent_producer(&cfg.kafka, acks.clone())?;
+/// broker acknowledged every one. The topic must exist (`jobs init` creates it).
+pub fn publish(cfg: &Config, topic: &str, messages: &[(String, Vec<u8>)]) -> Result<u64> {
+    let deliveries = Deliveries::default();
+    let producer = kafka::idempotent_producer(&cfg.kafka, deliveries.clone())?;
     for (key, value) in messages {
         kafka::send(
             &producer,
-            BaseRecord::to(&topic.name)
+            BaseRecord::with_opaque_to(topic, NO_BATCH)
                 .key(key.as_bytes())
                 .payload(value.as_slice()),
         )
-        .map_err(kafka::err(&cfg.kafka, format!("send to {}", topic.name)))?;
+        .map_err(kafka::err(&cfg.kafka, format!("send to {topic}")))?;
     }
-    kafka::wait_for_reports(&acks, messages.len() as u64, Duration::from_secs(120))?;
-    let acks = acks
-        .lock()
-        .map_err(|_| Error::Internal("delivery report lock poisoned".into()))?;
-    if let Some(e) = acks.errors.first() {
+    deliveries.wait_for_reports(messages.len() as u64, Duration::from_secs(120))?;
+    if let Some((n, e)) = deliveries.failures()? {
         return Err(Error::Internal(format!(
-            "{} of {} messages to {} failed, first: {e}",
-            acks.errors.len(),
+            "{n} of {} messages to {topic} failed, first: {e}",
             messages.len(),
-            topic.name
         )));
     }
     Ok(messages.len() as u64)
@@ -183,13 +178,13 @@ pub async fn publish_outputs(
     lake: &Lake,
     dir: &str,
     batch: arrow_array::RecordBatch,
-    topic: TopicSpec,
+    topic: &str,
     messages: Vec<(String, Vec<u8>)>,
 ) -> Result<Published> {
     let parquet = crate::io::lake::parquet_bytes(&[batch])?;
     let files = write_run(lake, dir, vec![("part-0.parquet".into(), parquet)]).await?;
-    let name = topic.name.clone();
-    let cfg = cfg.clone();
+    let (name, cfg) = (topic.to_string(), cfg.clone());
+    let topic = name.clone();
     let messages = tokio::task::spawn_blocking(move || publish(&cfg, &topic, &messages))
         .await
         .map_err(|e| Error::Internal(format!("publish task: {e}")))??;

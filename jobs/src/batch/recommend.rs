@@ -20,13 +20,12 @@ use super::history::{self, ProductInfo, Purchases};
 use super::{Dates, Manifest, Published, day_number};
 use crate::config::{Config, OutputFormat};
 use crate::io::avro::{Registry, SchemaKind, Writer};
-use crate::io::kafka::TopicSpec;
 use crate::io::lake::Lake;
 use crate::{Error, Result};
 
 /// Flags of `jobs recommend`; `None` takes the config's value.
 #[derive(Debug, Clone, Default)]
-pub struct Args {
+pub struct RunOptions {
     pub run_date: Option<NaiveDate>,
     pub since: Option<NaiveDate>,
     pub top_k: Option<usize>,
@@ -236,7 +235,7 @@ pub fn evaluate(m: &Matrix, p: Params, k: usize) -> Result<Evaluation> {
 }
 
 /// Reads the history, then either publishes recommendations or evaluates.
-pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
+pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     let started_at = super::now_rfc3339();
     let rcfg = &cfg.recommend;
     let dates = Dates::resolve(args.run_date, args.since, rcfg.history_days)?;
@@ -277,7 +276,7 @@ pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
     // 3. Publish: the lake, Kafka, then the manifest.
     let dir = format!("recommendations/run_date={}", dates.run_date);
     let batch = lake_batch(&m, &lists, &cold, &purchases.products, &version)?;
-    let schema_id = Registry::for_config(cfg)
+    let schema_id = Registry::for_config(&cfg.schema_registry, &cfg.topics)
         .await?
         .id(SchemaKind::Recommendations)?;
     let messages = messages(
@@ -287,15 +286,18 @@ pub async fn run(cfg: &Config, args: &Args) -> Result<Outcome> {
         &purchases.products,
         &version,
         &dates,
-        cfg.stream.output_format,
+        cfg.recommend.output_format,
         schema_id,
     );
-    let topic = TopicSpec {
-        name: cfg.topics.product_recommendations.clone(),
-        partitions: cfg.kafka.partitions,
-        configs: vec![("cleanup.policy", "compact")],
-    };
-    let mut published = super::publish_outputs(cfg, &lake, &dir, batch, topic, messages).await?;
+    let mut published = super::publish_outputs(
+        cfg,
+        &lake,
+        &dir,
+        batch,
+        &cfg.topics.product_recommendations,
+        messages,
+    )
+    .await?;
     let from_als = lists.iter().flatten().filter(|r| r.source == "als").count();
     let manifest = Manifest {
         job: "recommend",

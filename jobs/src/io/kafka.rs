@@ -2,7 +2,6 @@
 //! creation. Works with any Kafka-protocol broker.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -10,11 +9,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
+use crate::io::delivery::{Deliveries, DeliveryContext};
 use crate::{Error, Result};
 
 /// The base client configuration: brokers plus the user's extra properties.
@@ -107,47 +107,13 @@ pub fn check_reachable(cfg: &KafkaConfig, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Delivery reports: the next offset per partition and any failure.
-#[derive(Debug, Default)]
-pub struct Acks {
-    /// Delivery reports received (success or failure), ever.
-    pub reported: u64,
-    pub next_offsets: HashMap<(String, i32), i64>,
-    pub errors: Vec<String>,
-}
-
-/// Records delivery reports into shared [`Acks`].
-pub struct AckContext(pub Arc<Mutex<Acks>>);
-
-impl ClientContext for AckContext {}
-
-impl ProducerContext for AckContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        let Ok(mut acks) = self.0.lock() else { return };
-        acks.reported += 1;
-        match result {
-            Ok(m) => {
-                let next = acks
-                    .next_offsets
-                    .entry((m.topic().to_string(), m.partition()))
-                    .or_insert(0);
-                *next = (*next).max(m.offset() + 1);
-            }
-            Err((e, m)) => acks
-                .errors
-                .push(format!("{}[{}]: {e}", m.topic(), m.partition())),
-        }
-    }
-}
-
-/// An idempotent producer (`acks=all`, ordered per partition) that records deliveries.
+/// An idempotent producer (`acks=all`, ordered per partition) whose deliveries are tracked in
+/// `deliveries`.
 pub fn idempotent_producer(
     cfg: &KafkaConfig,
-    acks: Arc<Mutex<Acks>>,
-) -> Result<ThreadedProducer<AckContext>> {
-    idempotent_producer_with(cfg, AckContext(acks))
+    deliveries: Deliveries,
+) -> Result<ThreadedProducer<DeliveryContext>> {
+    idempotent_producer_with(cfg, DeliveryContext(deliveries))
 }
 
 /// An idempotent producer (`acks=all`, ordered per partition) with its own delivery context.
@@ -207,28 +173,6 @@ fn murmur2(data: &[u8]) -> i32 {
     h = h.wrapping_mul(M);
     h ^= h >> 15;
     h as i32
-}
-
-/// Waits until `acks` has received `target` delivery reports in total. Cheaper than
-/// `flush()` when a background thread polls: no extra round of librdkafka's own waiting.
-pub fn wait_for_reports(acks: &Mutex<Acks>, target: u64, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let reported = acks
-            .lock()
-            .map_err(|_| Error::Internal("delivery report lock poisoned".into()))?
-            .reported;
-        if reported >= target {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Internal(format!(
-                "{} messages not acknowledged within {timeout:?}",
-                target - reported
-            )));
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
 }
 
 /// Enqueues one message, waiting while librdkafka's queue is full.

@@ -3,6 +3,7 @@
 
 pub mod avro;
 pub mod db;
+pub mod delivery;
 pub mod kafka;
 pub mod lake;
 pub mod produce;

@@ -102,7 +102,7 @@ impl Value<'_> {
             Value::Null => serde_json::Value::Null,
             Value::Int(i) => (*i).into(),
             Value::Text(s) => (*s).into(),
-            Value::Micros(m) => crate::records::format_micros(*m).into(),
+            Value::Micros(m) => crate::units::format_micros(*m).into(),
             Value::Undecodable(why) => format!("<undecodable: {why}>").into(),
         }
     }
@@ -332,7 +332,7 @@ impl Source {
                 fetch_all!(&self.pools, sql.as_str(), ts, ts, after.id, limit)
             }
             _ => {
-                let ts = crate::records::format_micros(after.ts_micros);
+                let ts = crate::units::format_micros(after.ts_micros);
                 fetch_all!(&self.pools, sql.as_str(), &ts, &ts, after.id, limit)
             }
         };
@@ -359,7 +359,7 @@ impl Source {
             return Ok(None);
         };
         let d = self.dialect;
-        let ts = crate::records::format_micros(after.ts_micros);
+        let ts = crate::units::format_micros(after.ts_micros);
         let span_sql = format!(
             "SELECT CAST(COUNT(*) AS SIGNED), CAST(MIN({id}) AS SIGNED), CAST(MAX({id}) AS SIGNED) \
              FROM (SELECT {id} FROM {table} WHERE {after} ORDER BY {ts_col}, {id} LIMIT ?) k",

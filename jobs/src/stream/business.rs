@@ -20,7 +20,7 @@ use super::totals::Total;
 use super::window::{ClosedWindow, ProductInfo, WindowSpec};
 use crate::config::OutputFormat;
 use crate::io::avro::Writer;
-use crate::records::{format_cents, rfc3339_micros};
+use crate::units::{format_cents, format_micros, rfc3339_micros, rfc3339_secs};
 use crate::{Error, Result};
 
 fn money(cents: i64) -> Box<RawValue> {
@@ -101,7 +101,7 @@ impl TopList<'_> {
             "{}|{}|{}",
             self.metric.name(),
             self.spec.name,
-            crate::records::rfc3339_secs(self.start)
+            rfc3339_secs(self.start)
         )
     }
 
@@ -350,7 +350,7 @@ pub fn label_files(
             "{}/window={}/date={}",
             kind.table(),
             specs[r.spec].name,
-            &crate::records::format_micros(r.start)[..10]
+            &format_micros(r.start)[..10]
         );
         groups.entry(dir).or_default().push(r);
     }
@@ -407,7 +407,7 @@ pub fn top_files(lists: &[TopList<'_>]) -> Result<BTreeMap<String, RecordBatch>>
             "top_products/metric={}/window={}/date={}",
             l.metric.name(),
             l.spec.name,
-            &crate::records::format_micros(l.start)[..10]
+            &format_micros(l.start)[..10]
         );
         let g = groups.entry(dir).or_default();
         for (i, r) in l.rows.iter().enumerate() {

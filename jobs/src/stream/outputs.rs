@@ -15,7 +15,8 @@ use serde_json::value::RawValue;
 use super::window::{Agg, ClosedWindow, ProductInfo, WindowSpec};
 use crate::config::OutputFormat;
 use crate::io::avro::Writer;
-use crate::records::{ProductSale, format_cents, rfc3339_micros};
+use crate::records::ProductSale;
+use crate::units::{format_cents, rfc3339_micros};
 use crate::{Error, Result};
 
 /// A valid sale with where it came from.

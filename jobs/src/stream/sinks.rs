@@ -9,7 +9,7 @@ use redis::aio::MultiplexedConnection;
 use super::business::TopList;
 use super::window::ClosedWindow;
 use crate::io::db::{Db, Dialect};
-use crate::records::{format_cents, format_micros, rfc3339_secs};
+use crate::units::{format_cents, format_micros, rfc3339_secs};
 use crate::{Error, Result};
 
 /// Rows per multi-row upsert statement (well under every dialect's placeholder limit).

@@ -1,12 +1,16 @@
-//! Delivery reports of ingest's batches in flight.
+//! The one delivery tracker of every producer (ingest, the stream, the batch jobs): the
+//! producer's polling thread records each report here, and whoever waits is woken by a
+//! condition variable (no polling loop), only when what it waits for has happened.
 //!
-//! Every message ingest sends carries its batch's number as the delivery opaque. The producer's
-//! polling thread counts reports and the offsets they got per batch, so a batch can be
-//! checkpointed as soon as all of its own messages are acknowledged, while the next batch is
-//! already being sent; the checkpoint then covers offsets of that batch and earlier ones only,
-//! never of a later batch (which recovery would otherwise skip).
+//! A message carries a batch number as its delivery opaque, or [`NO_BATCH`]:
+//! - batches (ingest): reports and the offsets they got are counted per batch, so a batch can
+//!   be checkpointed as soon as all of its own messages are acknowledged, while the next batch
+//!   is already being sent; the checkpoint then covers offsets of that batch and earlier ones
+//!   only, never of a later batch (which recovery would otherwise skip);
+//! - unbatched messages (the stream's outputs, the batch jobs' results, ingest's
+//!   checkpoints): their count and the next offset per partition, taken by whoever checkpoints.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -36,17 +40,35 @@ impl Flight {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     flights: VecDeque<Flight>,
     errors: Vec<String>,
+    /// Reports received (success or failure), ever.
+    reported: u64,
+    /// Wake the waiter when `reported` reaches this.
+    wake_at: u64,
+    /// `(topic, partition)` -> the offset after the last acknowledged unbatched message.
+    next_offsets: HashMap<(String, i32), i64>,
 }
 
-/// Shared between the producer's polling thread and ingest.
-#[derive(Debug, Default, Clone)]
-pub struct Flights(Arc<(Mutex<State>, Condvar)>);
+impl Default for State {
+    fn default() -> Self {
+        State {
+            flights: VecDeque::new(),
+            errors: Vec::new(),
+            reported: 0,
+            wake_at: u64::MAX,
+            next_offsets: HashMap::new(),
+        }
+    }
+}
 
-impl Flights {
+/// Shared between the producer's polling thread and the job.
+#[derive(Debug, Default, Clone)]
+pub struct Deliveries(Arc<(Mutex<State>, Condvar)>);
+
+impl Deliveries {
     fn lock(&self) -> Result<MutexGuard<'_, State>> {
         self.0
             .0
@@ -79,6 +101,42 @@ impl Flights {
     /// The first delivery failure, if any message failed (checkpoints included).
     pub fn first_failure(&self) -> Result<Option<String>> {
         Ok(self.lock()?.errors.first().cloned())
+    }
+
+    /// How many messages failed, and the first failure.
+    pub fn failures(&self) -> Result<Option<(usize, String)>> {
+        let st = self.lock()?;
+        Ok(st.errors.first().map(|e| (st.errors.len(), e.clone())))
+    }
+
+    /// Takes the next offsets of the unbatched messages acknowledged since the last call.
+    pub fn take_next_offsets(&self) -> Result<HashMap<(String, i32), i64>> {
+        Ok(std::mem::take(&mut self.lock()?.next_offsets))
+    }
+
+    /// Waits until `target` reports have arrived in total (successes and failures).
+    pub fn wait_for_reports(&self, target: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock()?;
+        st.wake_at = target;
+        while st.reported < target {
+            let now = Instant::now();
+            if now >= deadline {
+                let missing = target - st.reported;
+                st.wake_at = u64::MAX;
+                return Err(Error::Internal(format!(
+                    "{missing} messages not acknowledged within {timeout:?}"
+                )));
+            }
+            st = self
+                .0
+                .1
+                .wait_timeout(st, deadline - now)
+                .map_err(|_| Error::Internal("delivery report lock poisoned".into()))?
+                .0;
+        }
+        st.wake_at = u64::MAX;
+        Ok(())
     }
 
     /// Waits until the oldest batch is acknowledged in full and returns its reports. Fails,
@@ -122,12 +180,12 @@ impl Flights {
     }
 }
 
-/// The producer context that feeds [`Flights`].
-pub struct FlightContext(pub Flights);
+/// The producer context that feeds [`Deliveries`].
+pub struct DeliveryContext(pub Deliveries);
 
-impl ClientContext for FlightContext {}
+impl ClientContext for DeliveryContext {}
 
-impl ProducerContext for FlightContext {
+impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, batch: usize) {
@@ -142,14 +200,24 @@ impl ProducerContext for FlightContext {
             st.errors
                 .push(format!("{}[{}]: {e}", m.topic(), m.partition()));
         }
-        // Whether this report completed its batch: ingest waits for that, and only that
-        // (a condvar notification is a system call, too dear to make per message).
-        let mut completed = false;
-        if batch != NO_BATCH {
+        st.reported += 1;
+        // Whether this report completed its batch or the count waited for: the waiter waits
+        // for that, and only that (a condvar notification is a system call, too dear to make
+        // per message).
+        let mut completed = st.reported == st.wake_at;
+        if batch == NO_BATCH {
+            if failed.is_none() {
+                let next = st
+                    .next_offsets
+                    .entry((m.topic().to_string(), m.partition()))
+                    .or_insert(0);
+                *next = (*next).max(m.offset() + 1);
+            }
+        } else {
             // The oldest batches are at the front; a report is almost always for one of them.
             if let Some(f) = st.flights.iter_mut().find(|f| f.batch == batch) {
                 f.reported += 1;
-                completed = f.done();
+                completed |= f.done();
                 if failed.is_none() {
                     let (topic, partition, next) = (m.topic(), m.partition(), m.offset() + 1);
                     match f

@@ -1,0 +1,276 @@
+//! Unit tests of the partition core and its flush plan: the decisions that only the
+//! integration tests reached before (late vs window, gaps, idle partitions, replay dedup,
+//! the plan's contents, restore + replay = one pass).
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::Config;
+use crate::stream::plan::FlushPlan;
+
+const HOUR: i64 = 3_600_000_000;
+/// 2026-11-21 00:00:00 UTC.
+const DAY0: i64 = 1_763_683_200_000_000;
+
+fn settings(cfg: &Config) -> Settings {
+    let ids = SchemaIds {
+        window: 11,
+        totals: 12,
+        top: 13,
+        alert: 14,
+        segment: 15,
+    };
+    Settings::new(cfg, crate::stream::specs(cfg), ids, 1)
+}
+
+fn sale(id: i64, product: i64, qty: i32, ts: i64) -> ProductSale {
+    ProductSale {
+        transaction_id: id,
+        product_id: product,
+        product_name: format!("Product {product}"),
+        product_category: "Laptop".into(),
+        brand: "Dell".into(),
+        quantity_sold: qty,
+        price_per_unit_cents: 1_000,
+        transaction_date_micros: ts,
+        customer_id: None,
+        country: Some("India".into()),
+        card_type: Some("Visa".into()),
+    }
+}
+
+/// The framed Avro a producer would have written.
+fn payload(registry: &Registry, s: &ProductSale) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.start_framed(registry.id(SchemaKind::ProductSale).unwrap());
+    s.encode(&mut w);
+    w.buf
+}
+
+/// Feeds `sales` from `first_offset` on, as the shell does: decode, position, record.
+fn feed(
+    part: &mut Partition,
+    s: &Settings,
+    registry: &Registry,
+    first_offset: i64,
+    sales: &[ProductSale],
+) -> Vec<Recorded> {
+    let now = Instant::now();
+    let mut out = vec![];
+    for (i, sale) in sales.iter().enumerate() {
+        let offset = first_offset + i as i64;
+        assert_eq!(part.position(offset), Position::Next, "offset {offset}");
+        let bytes = payload(registry, sale);
+        let ev = Event {
+            topic: "product_sales",
+            offset,
+            key: b"k",
+            payload: &bytes,
+        };
+        let decoded = decode_sale(registry, &bytes);
+        out.push(part.record(s, ev, decoded, None, now));
+    }
+    out
+}
+
+fn keys(plan: &FlushPlan) -> Vec<&str> {
+    plan.messages
+        .iter()
+        .map(|m| m.idempotency_key.as_str())
+        .collect()
+}
+
+#[test]
+fn a_sale_behind_the_watermark_is_late_and_goes_to_no_window() {
+    let cfg = Config::default();
+    let (s, reg) = (settings(&cfg), Registry::local().unwrap());
+    let mut part = Partition::restore(0, None, vec![], &s, Instant::now());
+    // Lateness is 10 minutes: an event 2 h older than the newest is late.
+    let rec = feed(
+        &mut part,
+        &s,
+        &reg,
+        0,
+        &[sale(1, 7, 2, DAY0 + 3 * HOUR), sale(2, 7, 1, DAY0 + HOUR)],
+    );
+    assert_eq!(rec, [Recorded::Aggregated, Recorded::Late]);
+    assert_eq!(
+        (
+            part.counters.consumed,
+            part.counters.aggregated,
+            part.counters.late
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(part.late.len(), 1);
+    assert_eq!(part.raw.len(), 2, "late sales are kept raw too");
+    let late = &part.out[0];
+    assert_eq!(late.topic, cfg.topics.late_sales);
+    assert_eq!(late.idempotency_key, "late|0|1");
+    assert_eq!(late.headers[0].0, "jobs.watermark");
+}
+
+#[test]
+fn an_invalid_message_is_dead_lettered_with_its_reason() {
+    let cfg = Config::default();
+    let (s, reg) = (settings(&cfg), Registry::local().unwrap());
+    let mut part = Partition::restore(3, None, vec![], &s, Instant::now());
+    let mut bad = sale(1, 7, 2, DAY0);
+    bad.quantity_sold = -3;
+    assert_eq!(
+        feed(&mut part, &s, &reg, 40, &[bad]),
+        [Recorded::DeadLettered]
+    );
+    let dlq = &part.out[0];
+    assert_eq!(dlq.topic, cfg.topics.dlq);
+    assert_eq!(dlq.idempotency_key, "dlq|3|40");
+    assert!(
+        dlq.headers
+            .contains(&("jobs.reason", "quantity_sold is negative: -3".to_string())),
+        "{:?}",
+        dlq.headers
+    );
+    assert_eq!(
+        decode_sale(&reg, b"\x00\x00\x00\x00\x63rest"),
+        Err("unknown schema id 99".into())
+    );
+}
+
+#[test]
+fn offsets_before_the_checkpoint_are_skipped_and_a_gap_steps_back_further_each_time() {
+    let cfg = Config::default();
+    let (s, reg) = (settings(&cfg), Registry::local().unwrap());
+    let mut part = Partition::restore(0, None, vec![], &s, Instant::now());
+    feed(&mut part, &s, &reg, 100, &[sale(1, 7, 1, DAY0)]);
+    assert_eq!(part.position(100), Position::Covered);
+    assert_eq!(part.position(150), Position::Gap { to: 100 });
+    assert_eq!(part.position(150), Position::Gap { to: 97 });
+    assert_eq!(part.position(150), Position::Gap { to: 85 });
+    assert_eq!(part.position(101), Position::Next);
+    assert_eq!(
+        part.position(150),
+        Position::Gap { to: 100 },
+        "reset by progress"
+    );
+}
+
+#[test]
+fn an_idle_partition_at_its_end_follows_the_slowest_active_one() {
+    let cfg = Config::default();
+    let (s, reg) = (settings(&cfg), Registry::local().unwrap());
+    let t0 = Instant::now();
+    let mut quiet = Partition::restore(0, None, vec![], &s, t0);
+    feed(&mut quiet, &s, &reg, 0, &[sale(1, 7, 1, DAY0)]);
+    quiet.at_end = true;
+    let later = t0 + s.idle_timeout + Duration::from_secs(1);
+    // Not idle yet: nothing moves.
+    quiet.follow(&s, Some(DAY0 + 5 * HOUR), t0);
+    assert!(quiet.closed.is_empty());
+    assert_eq!(
+        quiet.active_watermark(&s, later),
+        None,
+        "idle is not active"
+    );
+    quiet.follow(&s, Some(DAY0 + 5 * HOUR), later);
+    let closed: Vec<_> = quiet.closed.iter().map(|c| (c.spec, c.start)).collect();
+    assert!(
+        closed.contains(&(0, DAY0)),
+        "its 1h window closed: {closed:?}"
+    );
+    assert!(quiet.due(&s, later + s.roll_interval));
+}
+
+#[test]
+fn the_flush_plan_names_its_files_orders_its_messages_and_covers_its_offsets() {
+    let mut cfg = Config::default();
+    cfg.stream.features = vec![Feature::Totals];
+    let (s, reg) = (settings(&cfg), Registry::local().unwrap());
+    let t0 = Instant::now();
+    let mut part = Partition::restore(2, None, vec![], &s, t0);
+    let mut bad = sale(3, 7, 1, DAY0);
+    bad.brand = String::new();
+    feed(
+        &mut part,
+        &s,
+        &reg,
+        10,
+        &[
+            sale(1, 7, 2, DAY0 + 60_000_000),
+            sale(2, 8, 1, DAY0 + 2 * HOUR),
+            bad,
+        ],
+    );
+    let plan = part.plan_flush(&s, t0).unwrap();
+    assert_eq!((plan.partition, plan.seq), (2, 1));
+    assert_eq!(plan.checkpoint.next_offset, Some(13));
+    assert_eq!(plan.checkpoint.counters.consumed, 3);
+    assert_eq!(
+        plan.intent.files,
+        plan.files.iter().map(|f| f.0.clone()).collect::<Vec<_>>()
+    );
+    let name = "part-p002-s00000001-o00000000000000000010.parquet";
+    assert!(
+        plan.files.iter().all(|f| f.0.ends_with(name)),
+        "{:?}",
+        plan.intent.files
+    );
+    assert!(plan.files.iter().any(|f| f.0.starts_with("sales_raw/")));
+    assert!(
+        plan.files
+            .iter()
+            .any(|f| f.0.starts_with("sales_windows/window=1h/"))
+    );
+    // The 1h window of the first sale closed (the second moved the watermark past it); the
+    // dead letter follows the windows; the totals of both products come last.
+    let k = keys(&plan);
+    let dlq = k.iter().position(|k| *k == "dlq|2|12").unwrap();
+    assert!(k[..dlq].iter().all(|k| k.starts_with("window|")), "{k:?}");
+    assert_eq!(&k[dlq + 1..], ["totals|7|1", "totals|8|1"]);
+    assert_eq!(plan.stats.totals, 2);
+    assert!(plan.totals_file.is_some());
+    // Until confirmed, the partition's sequence stays; after, the next flush starts here.
+    assert_eq!(part.seq(), 0);
+    part.flushed(plan.seq, t0);
+    assert_eq!(part.seq(), 1);
+    assert!(!part.due(&s, t0 + s.roll_interval), "nothing new since");
+    let again = part.plan_flush(&s, t0).unwrap();
+    assert!(
+        again.files.is_empty() && again.messages.is_empty(),
+        "{:?}",
+        keys(&again)
+    );
+}
+
+#[test]
+fn a_replay_from_the_checkpoint_sends_nothing_twice_and_decides_as_one_pass() {
+    let mut cfg = Config::default();
+    cfg.stream.features = vec![Feature::Totals];
+    let (s, reg) = (settings(&cfg), Registry::local().unwrap());
+    let t0 = Instant::now();
+    let sales: Vec<ProductSale> = (0..40)
+        .map(|i| sale(i, 1 + i % 3, 1, DAY0 + i * HOUR / 4))
+        .collect();
+
+    // One uninterrupted pass, flushed at 20 and at the end.
+    let mut one = Partition::restore(0, None, vec![], &s, t0);
+    feed(&mut one, &s, &reg, 0, &sales[..20]);
+    let first = one.plan_flush(&s, t0).unwrap();
+    one.flushed(first.seq, t0);
+    feed(&mut one, &s, &reg, 20, &sales[20..]);
+    one.close_all();
+    let second = one.plan_flush(&s, t0).unwrap();
+
+    // A run that crashed after sending the first 5 messages of its second flush: the
+    // replay restores the first checkpoint, and recovery found those 5 keys.
+    let sent: Vec<String> = keys(&second)[..5].iter().map(|k| k.to_string()).collect();
+    let mut replay = Partition::restore(0, Some(first.checkpoint.clone()), sent, &s, t0);
+    assert_eq!(replay.position(19), Position::Covered);
+    feed(&mut replay, &s, &reg, 20, &sales[20..]);
+    replay.close_all();
+    let again = replay.plan_flush(&s, t0).unwrap();
+    assert_eq!(again.stats.skipped, 5);
+    assert_eq!(keys(&again), keys(&second)[5..]);
+    assert_eq!(again.files, second.files, "the same files, byte for byte");
+    assert_eq!(again.checkpoint.counters, second.checkpoint.counters);
+    assert_eq!(again.checkpoint.windows, second.checkpoint.windows);
+}

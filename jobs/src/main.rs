@@ -218,7 +218,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", chain(&e));
-            if let Some(j) = e.chain().find_map(|c| c.downcast_ref::<jobs::Error>()) {
+            // A user's error already says what to fix, in one line; the others say whose
+            // fault it is and whether a rerun helps.
+            if let Some(j) = e.chain().find_map(|c| c.downcast_ref::<jobs::Error>())
+                && j.fault() != jobs::Fault::User
+            {
                 eprintln!("hint: {}", j.fault().hint());
             }
             ExitCode::FAILURE

@@ -1,7 +1,6 @@
 //! The second step of a run: a table's batches, each read (the next one while this one is
 //! sent), published, and settled (checkpointed once the broker acknowledged all of it).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,11 +9,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
+use super::prepare::Prepared;
 use super::state::{self, H_ORIGIN, H_TABLE, origin_prefix, tp_key};
 use super::{Pending, Position, SEND_CHUNK, Stats, TableJob, TableState};
 use crate::config::Config;
-use crate::io::avro::{Registry, SchemaKind, Writer};
-use crate::io::delivery::{Deliveries, DeliveryContext, NO_BATCH};
+use crate::io::avro::{SchemaKind, Writer};
+use crate::io::delivery::{DeliveryContext, NO_BATCH};
 use crate::io::kafka::{self, partition_for};
 use crate::io::produce::{Batcher, flush_now};
 use crate::io::source::{Cursor, CursorTable, Keyset, Rows, Source, Value};
@@ -24,12 +24,7 @@ use crate::{Error, Result};
 
 pub(super) struct Ctx<'a> {
     cfg: &'a Config,
-    db: &'a Source,
-    registry: &'a Registry,
-    producer: &'a ThreadedProducer<DeliveryContext>,
-    flights: &'a Deliveries,
-    source: &'a str,
-    partitions: &'a HashMap<String, i32>,
+    run: &'a Prepared,
     /// The last batch number given out (the delivery opaque of its messages).
     batches: AtomicUsize,
     /// Test hook, read once: abort after this many acknowledged batches, before the
@@ -45,23 +40,10 @@ struct Batch {
 }
 
 impl<'a> Ctx<'a> {
-    pub(super) fn new(
-        cfg: &'a Config,
-        db: &'a Source,
-        registry: &'a Registry,
-        producer: &'a ThreadedProducer<DeliveryContext>,
-        flights: &'a Deliveries,
-        source: &'a str,
-        partitions: &'a HashMap<String, i32>,
-    ) -> Ctx<'a> {
+    pub(super) fn new(cfg: &'a Config, run: &'a Prepared) -> Ctx<'a> {
         Ctx {
             cfg,
-            db,
-            registry,
-            producer,
-            flights,
-            source,
-            partitions,
+            run,
             batches: AtomicUsize::new(NO_BATCH),
             failpoint: Failpoint::from_env(),
         }
@@ -76,6 +58,7 @@ impl Ctx<'_> {
         // Rows with a NULL timestamp first: they are rare and go to the dead-letter topic.
         loop {
             let rows = self
+                .run
                 .db
                 .fetch_null_cursor(job.spec, job.sent.null_id, limit)
                 .await?;
@@ -95,7 +78,7 @@ impl Ctx<'_> {
         }
         let first = match job.first_read.take() {
             Some(read) => read,
-            None => spawn_read(self.db, job.spec, job.sent.cursor, limit),
+            None => spawn_read(&self.run.db, job.spec, job.sent.cursor, limit),
         };
         let mut next = Some(first);
         while let Some(pending) = next.take() {
@@ -106,7 +89,7 @@ impl Ctx<'_> {
                 break;
             };
             if rows.len() == limit && !shutdown.is_raised() {
-                next = Some(spawn_read(self.db, job.spec, last, limit));
+                next = Some(spawn_read(&self.run.db, job.spec, last, limit));
             }
             let done = tokio::task::block_in_place(|| {
                 self.publish(
@@ -128,7 +111,7 @@ impl Ctx<'_> {
         }
         tokio::task::block_in_place(|| {
             // The table's last batch goes out now rather than after `linger.ms`.
-            flush_now(self.producer, Duration::from_secs(120)).map_err(kafka::err(
+            flush_now(&self.run.producer, Duration::from_secs(120)).map_err(kafka::err(
                 &self.cfg.kafka,
                 format!("send the last batch ({})", job.spec.table),
             ))?;
@@ -139,18 +122,18 @@ impl Ctx<'_> {
     /// Hands a batch to the producer (its checkpoint follows in [`Ctx::settle`]). Blocking.
     fn publish(&self, job: &mut TableJob, batch: Batch) -> Result<()> {
         let seq = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
-        self.flights.open(seq)?;
-        let schema_id = self.registry.id(job.kind)?;
+        self.run.deliveries.open(seq)?;
+        let schema_id = self.run.registry.id(job.kind)?;
         let kerr = |what: &str| kafka::err(&self.cfg.kafka, format!("{what} ({})", job.spec.table));
-        let data_parts = self.partitions[&job.topic];
-        let dlq_parts = self.partitions[&self.cfg.topics.dlq];
+        let data_parts = self.run.partitions[&job.topic];
+        let dlq_parts = self.run.partitions[&self.cfg.topics.dlq];
         let n = job.spec.cols.len();
         // Data messages are handed to the producer in runs (see `io::produce`).
-        let mut out = Batcher::new(self.producer, SEND_CHUNK);
+        let mut out = Batcher::new(&self.run.producer, SEND_CHUNK);
         let mut w = Writer::default();
         let mut row: Vec<Value<'_>> = Vec::with_capacity(n);
         let mut key = String::new();
-        let prefix = origin_prefix(self.source, job.spec.table);
+        let prefix = origin_prefix(&self.run.source, job.spec.table);
         let mut origin = prefix.clone();
         let (mut sent, mut dead, mut recovered) = (0u64, 0u64, 0u64);
         let mut st = job.sent.clone();
@@ -198,7 +181,7 @@ impl Ctx<'_> {
                     if let Some(Value::Int(id)) = row.first() {
                         let _ = write!(key, "{id}");
                     }
-                    let letter = dead_letter(self.source, job.spec, &row, &reason);
+                    let letter = dead_letter(&self.run.source, job.spec, &row, &reason);
                     origin.truncate(prefix.len());
                     pos.write_header(&mut origin);
                     let headers = OwnedHeaders::new_with_capacity(4)
@@ -262,7 +245,7 @@ impl Ctx<'_> {
             }
         }
         out.flush().map_err(kerr("send"))?;
-        self.flights.close(seq, sent + dead)?;
+        self.run.deliveries.close(seq, sent + dead)?;
         st.rows += sent + dead + recovered;
         job.sent = st.clone();
         job.pending.push_back(Pending {
@@ -284,7 +267,8 @@ impl Ctx<'_> {
     fn settle(&self, job: &mut TableJob, keep: usize) -> Result<()> {
         while job.pending.len() > keep {
             let flight = self
-                .flights
+                .run
+                .deliveries
                 .take_oldest(Duration::from_secs(120))
                 .map_err(|what| delivery_failure(self.cfg, what))?;
             let Some(p) = job.pending.pop_front() else {
@@ -304,7 +288,13 @@ impl Ctx<'_> {
                 let e = st.offsets.entry(tp_key(&topic, partition)).or_insert(0);
                 *e = (*e).max(next);
             }
-            send_checkpoint(self.cfg, self.producer, self.source, job.spec.table, &st)?;
+            send_checkpoint(
+                self.cfg,
+                &self.run.producer,
+                &self.run.source,
+                job.spec.table,
+                &st,
+            )?;
             // The checkpoint is not waited for here: a failure shows at the next batch (or the
             // final flush). Until then a crash falls back to the previous checkpoint, and the
             // tail scan still finds exactly what was delivered.
@@ -327,7 +317,7 @@ impl Ctx<'_> {
         &self,
         rec: BaseRecord<'_, K, [u8], usize>,
     ) -> std::result::Result<(), KafkaError> {
-        kafka::send(self.producer, rec)
+        kafka::send(&self.run.producer, rec)
     }
 }
 

@@ -93,6 +93,22 @@ pub(crate) struct TableJob {
     pub(crate) first_read: Option<tokio::task::JoinHandle<Result<Keyset>>>,
 }
 
+impl TableJob {
+    fn new(spec: &'static CursorTable, kind: SchemaKind, topic: &str) -> TableJob {
+        TableJob {
+            spec,
+            kind,
+            topic: topic.to_string(),
+            state: TableState::default(),
+            sent: TableState::default(),
+            pending: VecDeque::new(),
+            stats: Stats::default(),
+            tails: Tails::default(),
+            first_read: None,
+        }
+    }
+}
+
 /// A batch handed to the producer, waiting for its acknowledgements.
 pub(crate) struct Pending {
     pub(crate) batch: usize,
@@ -108,24 +124,8 @@ pub async fn run(cfg: &Config, opts: RunOptions) -> Result<Stats> {
 
 /// As [`run`], stopping when `shutdown` is raised.
 pub async fn run_with(cfg: &Config, opts: RunOptions, shutdown: Shutdown) -> Result<Stats> {
-    let prepare::Prepared {
-        producer,
-        deliveries,
-        db,
-        registry,
-        partitions,
-        source,
-        mut jobs,
-    } = prepare::prepare(cfg).await?;
-    let ctx = drain::Ctx::new(
-        cfg,
-        &db,
-        &registry,
-        &producer,
-        &deliveries,
-        &source,
-        &partitions,
-    );
+    let (run, mut jobs) = prepare::prepare(cfg).await?;
+    let ctx = drain::Ctx::new(cfg, &run);
     let started = Instant::now();
     // Drain every table, once or until shut down.
     loop {
@@ -140,7 +140,7 @@ pub async fn run_with(cfg: &Config, opts: RunOptions, shutdown: Shutdown) -> Res
             break;
         }
     }
-    finish(cfg, &producer, &deliveries, &jobs, started)
+    finish(cfg, &run.producer, &run.deliveries, &jobs, started)
 }
 
 /// The last step: the totals logged, the last checkpoints flushed and their delivery checked.

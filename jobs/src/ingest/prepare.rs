@@ -2,14 +2,14 @@
 //! topics' partition counts (at once); a table's first checkpoints; the recovery scans; and
 //! each table's first read, started so that it overlaps all of that.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use rdkafka::producer::{Producer, ThreadedProducer};
 
+use super::TableJob;
 use super::drain::{delivery_failure, send_checkpoint, spawn_read};
 use super::rows::{PRODUCTS_TABLE, SALES_TABLE};
 use super::state::{self, Tails, tp_key};
-use super::{Stats, TableJob, TableState};
 use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind};
 use crate::io::delivery::{Deliveries, DeliveryContext};
@@ -29,12 +29,11 @@ pub(super) struct Prepared {
     pub(super) partitions: HashMap<String, i32>,
     /// The name under which the state is saved.
     pub(super) source: String,
-    pub(super) jobs: Vec<TableJob>,
 }
 
 /// Connects, loads the state, writes a table's first checkpoints and scans for what reached
-/// the broker after the last ones.
-pub(super) async fn prepare(cfg: &Config) -> Result<Prepared> {
+/// the broker after the last ones; returns what the run works with and its tables.
+pub(super) async fn prepare(cfg: &Config) -> Result<(Prepared, Vec<TableJob>)> {
     // The producer first: an idempotent producer cannot send before the broker gave it a
     // producer id (see `kafka::partition_counts_with`). The source connects and the saved
     // state is read meanwhile.
@@ -61,28 +60,16 @@ pub(super) async fn prepare(cfg: &Config) -> Result<Prepared> {
         .await
         .map_err(|e| Error::Internal(format!("state loader panicked: {e}")))??;
     let mut jobs = vec![
-        TableJob {
-            spec: &SALES_TABLE,
-            kind: SchemaKind::ProductSale,
-            topic: cfg.topics.product_sales.clone(),
-            state: TableState::default(),
-            sent: TableState::default(),
-            pending: VecDeque::new(),
-            stats: Stats::default(),
-            tails: Tails::default(),
-            first_read: None,
-        },
-        TableJob {
-            spec: &PRODUCTS_TABLE,
-            kind: SchemaKind::Product,
-            topic: cfg.topics.product_updates.clone(),
-            state: TableState::default(),
-            sent: TableState::default(),
-            pending: VecDeque::new(),
-            stats: Stats::default(),
-            tails: Tails::default(),
-            first_read: None,
-        },
+        TableJob::new(
+            &SALES_TABLE,
+            SchemaKind::ProductSale,
+            &cfg.topics.product_sales,
+        ),
+        TableJob::new(
+            &PRODUCTS_TABLE,
+            SchemaKind::Product,
+            &cfg.topics.product_updates,
+        ),
     ];
     let dlq = (cfg.topics.dlq.as_str(), partitions[&cfg.topics.dlq]);
     let mut first_run = Vec::new();
@@ -159,15 +146,15 @@ pub(super) async fn prepare(cfg: &Config) -> Result<Prepared> {
             registry = %registry.source,
         );
     }
-    Ok(Prepared {
+    let run = Prepared {
         producer,
         deliveries,
         db,
         registry,
         partitions,
         source,
-        jobs,
-    })
+    };
+    Ok((run, jobs))
 }
 
 /// Partition counts of the topics ingest writes, asked through the producer. Blocking.

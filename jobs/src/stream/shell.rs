@@ -89,7 +89,7 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
     let deliveries = Deliveries::default();
     let producer = Arc::new(kafka::idempotent_producer(&cfg.kafka, deliveries.clone())?);
     let consumer = consumer::subscribe(cfg, producer.clone(), metrics.clone())?;
-    tracing::info!(message = "Streaming.", topic = %t.product_sales, group = %s.group_id, lake = %lake.url, windows = ?s.windows);
+    tracing::info!(message = "Streaming.", topic = %t.product_sales, group = %s.group_id, lake = %lake.url, windows = ?s.windows.iter().map(|w| w.to_string()).collect::<Vec<_>>());
 
     let source_parts = out_parts.get(&t.product_sales).copied().unwrap_or(1);
     let mut shell = Shell {

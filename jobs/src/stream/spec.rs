@@ -102,11 +102,17 @@ impl TryFrom<String> for WindowSpec {
 }
 
 impl From<WindowSpec> for String {
-    /// The configuration text: `1h`, or `1h/5m` for the sliding window named `1h_every_5m`.
     fn from(w: WindowSpec) -> String {
-        match w.is_tumbling() {
-            true => w.name,
-            false => w.name.replacen("_every_", "/", 1),
+        w.to_string()
+    }
+}
+
+impl std::fmt::Display for WindowSpec {
+    /// The configuration text: `1h`, or `1h/5m` for the sliding window named `1h_every_5m`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.is_tumbling() {
+            true => f.write_str(&self.name),
+            false => f.write_str(&self.name.replacen("_every_", "/", 1)),
         }
     }
 }

@@ -9,9 +9,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
-use super::prepare::Prepared;
 use super::state::{self, H_ORIGIN, H_TABLE, origin_prefix, tp_key};
-use super::{Pending, Position, SEND_CHUNK, Stats, TableJob, TableState};
+use super::{Pending, Position, Prepared, SEND_CHUNK, Stats, TableJob, TableState};
 use crate::config::Config;
 use crate::io::avro::{SchemaKind, Writer};
 use crate::io::delivery::{DeliveryContext, NO_BATCH};

@@ -30,14 +30,17 @@ use crate::config::Config;
 use rdkafka::producer::ThreadedProducer;
 
 use crate::Result;
+use crate::io::avro::Registry;
 use crate::io::avro::SchemaKind;
 use crate::io::delivery::{Deliveries, DeliveryContext};
 use crate::io::kafka;
 use crate::io::produce::flush_now;
+use crate::io::source::Source;
 use crate::io::source::{CursorTable, Keyset};
 use crate::shutdown::Shutdown;
 use state::Tails;
 pub use state::{Position, TableState};
+use std::collections::HashMap;
 
 /// Data messages gathered before they are handed to the producer together: enough to take
 /// librdkafka's locks once per partition run, few enough that its broker thread keeps busy.
@@ -91,6 +94,17 @@ pub(crate) struct TableJob {
     /// The first read of the run, started by [`prepare`] so that it overlaps the startup's
     /// talk with the broker; [`drain`] takes it.
     pub(crate) first_read: Option<tokio::task::JoinHandle<Result<Keyset>>>,
+}
+
+/// What a run works with once prepared.
+pub(crate) struct Prepared {
+    pub(crate) producer: ThreadedProducer<DeliveryContext>,
+    pub(crate) deliveries: Deliveries,
+    pub(crate) db: Source,
+    pub(crate) registry: Registry,
+    pub(crate) partitions: HashMap<String, i32>,
+    /// The name under which the state is saved.
+    pub(crate) source: String,
 }
 
 impl TableJob {

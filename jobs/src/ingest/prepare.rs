@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use rdkafka::producer::{Producer, ThreadedProducer};
 
-use super::TableJob;
 use super::drain::{delivery_failure, send_checkpoint, spawn_read};
 use super::rows::{PRODUCTS_TABLE, SALES_TABLE};
 use super::state::{self, Tails, tp_key};
+use super::{Prepared, TableJob};
 use crate::config::Config;
 use crate::io::avro::{Registry, SchemaKind};
 use crate::io::delivery::{Deliveries, DeliveryContext};
@@ -19,17 +19,6 @@ use crate::io::source::Source;
 use crate::units::rfc3339_micros;
 use crate::{Error, Result};
 use std::time::Duration;
-
-/// What a run works with once prepared.
-pub(super) struct Prepared {
-    pub(super) producer: ThreadedProducer<DeliveryContext>,
-    pub(super) deliveries: Deliveries,
-    pub(super) db: Source,
-    pub(super) registry: Registry,
-    pub(super) partitions: HashMap<String, i32>,
-    /// The name under which the state is saved.
-    pub(super) source: String,
-}
 
 /// Connects, loads the state, writes a table's first checkpoints and scans for what reached
 /// the broker after the last ones; returns what the run works with and its tables.

@@ -60,6 +60,7 @@ impl fmt::Display for Invalid {
 impl std::error::Error for Invalid {}
 
 /// Checks a sale against the rules every stage shares.
+#[inline]
 pub fn sale(s: &SaleRow<'_>) -> Result<(), Invalid> {
     if s.quantity_sold < 0 {
         return Err(Invalid::NegativeQuantity(s.quantity_sold));
@@ -92,14 +93,14 @@ pub fn sale(s: &SaleRow<'_>) -> Result<(), Invalid> {
     if s.price_per_unit_cents > MAX_CENTS {
         return Err(Invalid::PriceTooLarge(s.price_per_unit_cents));
     }
-    if s.price_per_unit_cents < 0 {
-        return Err(Invalid::NegativePrice(s.price_per_unit_cents));
-    }
     if i64::from(s.quantity_sold)
         .checked_mul(s.price_per_unit_cents)
         .is_none()
     {
         return Err(Invalid::RevenueOverflows);
+    }
+    if s.price_per_unit_cents < 0 {
+        return Err(Invalid::NegativePrice(s.price_per_unit_cents));
     }
     Ok(())
 }

@@ -300,6 +300,7 @@ impl Partition {
     /// brokers that answer a fetch starting inside a record batch with the *next* batch
     /// (Tansu 0.6.0): stepping back further each time and skipping forward is exact on any
     /// broker.
+    #[inline]
     pub fn position(&mut self, offset: i64) -> Position {
         match self.next_offset {
             Some(n) if offset < n => Position::Covered,
@@ -318,6 +319,7 @@ impl Partition {
 
     /// Records the next event (`sale` is its decoding, the error the dead-letter reason;
     /// `segment` the customer's segment). Call after [`Partition::position`] said `Next`.
+    #[inline]
     pub fn record(
         &mut self,
         s: &Settings,
@@ -407,6 +409,7 @@ impl Partition {
     }
 
     /// Enough is buffered to flush now.
+    #[inline]
     pub fn full(&self, s: &Settings) -> bool {
         self.buffered_bytes >= s.roll_bytes
     }
@@ -533,6 +536,7 @@ impl Partition {
 }
 
 /// Decodes and validates one message; the error is the dead-letter reason.
+#[inline]
 pub fn decode_sale(registry: &Registry, payload: &[u8]) -> Result<ProductSale, String> {
     let (id, body) = avro::unframe(payload).map_err(|e| e.to_string())?;
     match registry.kind(id) {

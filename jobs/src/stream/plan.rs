@@ -138,8 +138,11 @@ pub struct FlushPlan {
 }
 
 impl Partition {
-    /// Takes the buffers and decides the flush. Nothing changes for the partition's next
-    /// flush until [`Partition::flushed`] confirms this one.
+    /// Takes the buffers and decides the flush: the buffered rows and messages move into the
+    /// plan, the keys it will not resend are struck off, and the totals it publishes count as
+    /// published. The sequence and the start of the next flush move only when
+    /// [`Partition::flushed`] confirms this one. A plan that failed is never retried in the
+    /// same process: the run stops, and the replay from the checkpoint decides it again.
     pub fn plan_flush(&mut self, s: &Settings, now: Instant) -> Result<FlushPlan> {
         let p = self.id;
         let seq = self.seq + 1;

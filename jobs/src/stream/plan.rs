@@ -25,6 +25,8 @@ pub struct Stores {
     partitions: i32,
     top_n: usize,
     closed: Vec<ClosedWindow>,
+    /// Where each closed row goes, decided once when the plan is made.
+    routes: Routes,
 }
 
 /// The routes of the closed rows, by index into [`Stores::closed`].
@@ -38,11 +40,11 @@ struct Routes {
     top: BTreeMap<(usize, i64), Vec<usize>>,
 }
 
-impl Stores {
-    fn routes(&self) -> Routes {
+impl Routes {
+    fn of(specs: &[WindowSpec], closed: &[ClosedWindow]) -> Routes {
         let mut r = Routes::default();
-        for (i, c) in self.closed.iter().enumerate() {
-            let g = self.specs[c.spec].groups;
+        for (i, c) in closed.iter().enumerate() {
+            let g = specs[c.spec].groups;
             match c.key {
                 GroupKey::Product(_) => {
                     if g.sales_windows {
@@ -59,14 +61,18 @@ impl Stores {
         }
         r
     }
+}
 
+impl Stores {
     fn rows(&self, ix: &[usize]) -> Vec<&ClosedWindow> {
         ix.iter().map(|&i| &self.closed[i]).collect()
     }
 
-    fn tops_of(&self, r: &Routes) -> Vec<TopList<'_>> {
+    /// The top-N lists of the closed windows (lake, SQL, Redis, Kafka): ranked when the plan
+    /// is made and again when the stores are written, a sort of one window's products each.
+    pub fn tops(&self) -> Vec<TopList<'_>> {
         let mut tops = Vec::new();
-        for (&(spec, start), ix) in &r.top {
+        for (&(spec, start), ix) in &self.routes.top {
             let rows = self.rows(ix);
             for metric in Metric::ALL {
                 tops.push(TopList {
@@ -83,14 +89,9 @@ impl Stores {
         tops
     }
 
-    /// The top-N lists of the closed windows (lake, SQL, Redis, Kafka).
-    pub fn tops(&self) -> Vec<TopList<'_>> {
-        self.tops_of(&self.routes())
-    }
-
     /// The dashboard rows: (countries, card types).
     pub fn labels(&self) -> (Vec<LabelRow<'_>>, Vec<LabelRow<'_>>) {
-        let r = self.routes();
+        let r = &self.routes;
         let label = |ix: &[usize]| -> Vec<LabelRow<'_>> {
             ix.iter()
                 .map(|&i| LabelRow {
@@ -148,18 +149,20 @@ impl Partition {
         let seq = self.seq + 1;
         let start = self.flush_start.or(self.next_offset).unwrap_or(0);
         let name = format!("part-p{p:03}-s{seq:08}-o{start:020}.parquet");
+        let closed = std::mem::take(&mut self.closed);
         let stores = Stores {
+            routes: Routes::of(&s.specs, &closed),
             specs: s.specs.clone(),
             partition: p,
             partitions: s.source_partitions,
             top_n: s.top_n,
-            closed: std::mem::take(&mut self.closed),
+            closed,
         };
         let raw = std::mem::take(&mut self.raw);
         let late = std::mem::take(&mut self.late);
         let specs = &*s.specs;
-        let routes = stores.routes();
-        let tops = stores.tops_of(&routes);
+        let routes = &stores.routes;
+        let tops = stores.tops();
         let (windows, segments) = (stores.rows(&routes.windows), stores.rows(&routes.segments));
 
         let mut batches = outputs::window_files(specs, &windows)?;

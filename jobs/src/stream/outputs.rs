@@ -9,7 +9,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use chrono::{DateTime, Datelike, Timelike};
+use chrono::{DateTime, Datelike};
 use serde_json::value::RawValue;
 
 use super::window::{Agg, ClosedWindow, ProductInfo, WindowSpec};
@@ -28,6 +28,9 @@ pub struct SourcedSale {
     /// For late sales: the watermark it missed.
     pub watermark: Option<i64>,
 }
+
+/// A day in microseconds.
+const DAY: i64 = 86_400_000_000;
 
 fn ts(micros: i64) -> DateTime<chrono::Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
@@ -173,22 +176,27 @@ impl AggCols {
     }
 }
 
-/// Closed windows grouped by their Hive folder, `sales_windows/window=../date=../hour=..`.
+/// Closed windows grouped by their Hive folder, `sales_windows/window=../date=..` (the date
+/// of the window's start).
 pub fn window_files(
     specs: &[WindowSpec],
     rows: &[&ClosedWindow],
 ) -> Result<BTreeMap<String, RecordBatch>> {
-    let mut groups: BTreeMap<String, Vec<&ClosedWindow>> = BTreeMap::new();
+    // Group by (spec, day number) first: formatting a path per row costs more than the row.
+    let mut days: BTreeMap<(usize, i64), Vec<&ClosedWindow>> = BTreeMap::new();
     for r in rows {
-        let t = ts(r.start);
-        let dir = format!(
-            "sales_windows/window={}/date={}/hour={}",
-            specs[r.spec].name,
-            date(r.start),
-            t.hour()
-        );
-        groups.entry(dir).or_default().push(r);
+        days.entry((r.spec, r.start.div_euclid(DAY)))
+            .or_default()
+            .push(r);
     }
+    let groups = days.into_iter().map(|((spec, day), rows)| {
+        let dir = format!(
+            "sales_windows/window={}/date={}",
+            specs[spec].name,
+            date(day * DAY)
+        );
+        (dir, rows)
+    });
     let mut out = BTreeMap::new();
     for (dir, rows) in groups {
         let n = rows.len();
@@ -224,7 +232,6 @@ pub fn sales_files(
     late: bool,
 ) -> Result<BTreeMap<String, RecordBatch>> {
     // Group by day number first: formatting a path per row costs more than the row.
-    const DAY: i64 = 86_400_000_000;
     let mut days: BTreeMap<i64, Vec<&SourcedSale>> = BTreeMap::new();
     for r in rows {
         days.entry(r.sale.transaction_date_micros.div_euclid(DAY))

@@ -1,11 +1,14 @@
 //! Benchmark input: produces COUNT Avro `ProductSale` messages (Confluent framing, schema
-//! id 1) for PRODUCTS products, keyed and partitioned like `jobs ingest`, with event times
-//! rising 1 ms per event from 2026-11-01.
+//! id 1) for PRODUCTS products, keyed and partitioned like `jobs ingest`. Dense (no DAYS):
+//! event times rising 1 ms per event from 2026-11-01. A shop (DAYS): the orders `jobs
+//! generate` would make over DAYS days ending 2026-11-01 (its hourly and weekly curves,
+//! customers, countries, cards), each of its 36 products split into PRODUCTS / 36 variants.
 //!
-//! `cargo run --release --example produce_sales -- BROKERS TOPIC PARTITIONS COUNT PRODUCTS`
+//! `cargo run --release --example produce_sales -- BROKERS TOPIC PARTITIONS COUNT PRODUCTS [DAYS]`
 
 use std::time::{Duration, Instant};
 
+use jobs::generate::Shop;
 use jobs::io::avro::Writer;
 use jobs::io::kafka::partition_for;
 use jobs::records::ProductSale;
@@ -14,8 +17,10 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, brokers, topic, partitions, count, products] = args.as_slice() else {
-        anyhow::bail!("usage: produce_sales BROKERS TOPIC PARTITIONS COUNT PRODUCTS");
+    let (brokers, topic, partitions, count, products, days) = match args.as_slice() {
+        [_, b, t, p, c, n] => (b, t, p, c, n, None),
+        [_, b, t, p, c, n, d] => (b, t, p, c, n, Some(d.parse::<i64>()?)),
+        _ => anyhow::bail!("usage: produce_sales BROKERS TOPIC PARTITIONS COUNT PRODUCTS [DAYS]"),
     };
     let (partitions, count, products): (i32, i64, i64) =
         (partitions.parse()?, count.parse()?, products.parse()?);
@@ -29,6 +34,37 @@ fn main() -> anyhow::Result<()> {
         .create()?;
     let t0 = 1_793_491_200_000_000i64; // 2026-11-01T00:00:00Z
     let mut w = Writer::default();
+    if let Some(days) = days {
+        let start = t0 - days * 86_400_000_000;
+        let sales = Shop::new(7, 50_000, start, t0).backfill(start, t0, count as u64);
+        let variants = (products / 36).max(1);
+        let started = Instant::now();
+        for (i, s) in sales.into_iter().enumerate() {
+            let i = i as i64;
+            let product_id = s.product_id + 36 * ((i * 7919) % variants);
+            let sale = ProductSale {
+                transaction_id: i + 1,
+                product_id,
+                product_name: match variants {
+                    1 => s.name.to_string(),
+                    _ => format!("{} #{product_id}", s.name),
+                },
+                product_category: s.category.into(),
+                brand: s.brand.into(),
+                quantity_sold: s.quantity as i32,
+                price_per_unit_cents: s.price_cents,
+                transaction_date_micros: s.at,
+                customer_id: s.customer,
+                country: Some(s.country),
+                card_type: Some(s.card),
+            };
+            send(&producer, &mut w, topic, partitions, &sale)?;
+        }
+        producer.flush(Duration::from_secs(300))?;
+        let secs = started.elapsed().as_secs_f64();
+        println!("produced {count} sales over {days} days in {secs:.2} s");
+        return Ok(());
+    }
     let start = Instant::now();
     for i in 0..count {
         let product_id = (i * 7919) % products + 1;
@@ -50,17 +86,7 @@ fn main() -> anyhow::Result<()> {
             ),
             card_type: Some(["Visa", "Mastercard", "Amex", "RuPay"][(i % 4) as usize].into()),
         };
-        w.start_framed(1);
-        sale.encode(&mut w);
-        let key = product_id.to_string();
-        let p = partition_for(key.as_bytes(), partitions);
-        jobs::io::kafka::send(
-            &producer,
-            BaseRecord::to(topic)
-                .key(&key)
-                .partition(p)
-                .payload(w.buf.as_slice()),
-        )?;
+        send(&producer, &mut w, topic, partitions, &sale)?;
     }
     producer.flush(Duration::from_secs(300))?;
     let secs = start.elapsed().as_secs_f64();
@@ -68,5 +94,27 @@ fn main() -> anyhow::Result<()> {
         "produced {count} sales in {secs:.2} s = {:.0} msgs/s",
         count as f64 / secs
     );
+    Ok(())
+}
+
+/// Encodes and sends one sale, keyed by product like `jobs ingest`.
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    w: &mut Writer,
+    topic: &str,
+    partitions: i32,
+    sale: &ProductSale,
+) -> anyhow::Result<()> {
+    w.start_framed(1);
+    sale.encode(w);
+    let key = sale.product_id.to_string();
+    let p = partition_for(key.as_bytes(), partitions);
+    jobs::io::kafka::send(
+        producer,
+        BaseRecord::to(topic)
+            .key(&key)
+            .partition(p)
+            .payload(w.buf.as_slice()),
+    )?;
     Ok(())
 }

@@ -43,6 +43,37 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     /// S3 settings for an `s3://` lake (credentials also from the standard AWS variables).
     pub s3: S3Config,
+    /// Merging the lake's small files (in `jobs stream` and `jobs compact`).
+    pub compaction: CompactionConfig,
+}
+
+/// Compaction: the closed date folders of the stream's tables merged into few large files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Compact in the background of `jobs stream` (in the process holding source partition
+    /// 0), and once at the end of `--until-idle`.
+    pub enabled: bool,
+    /// How often the stream looks for closed folders with small files.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Size a merged file grows to before the next one starts; files this large or larger are
+    /// left as they are.
+    pub target_file_bytes: u64,
+    /// Share of one core the stream's background compaction may use (it sleeps in
+    /// proportion to the time it merged).
+    pub cpu_share: f64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            enabled: true,
+            interval: Duration::from_secs(600),
+            target_file_bytes: 128 << 20,
+            cpu_share: 0.25,
+        }
+    }
 }
 
 /// S3 (or S3-compatible) settings. Unset values fall back to `AWS_*` variables.
@@ -393,6 +424,7 @@ impl Default for Config {
             recommend: RecommendConfig::default(),
             schedule: ScheduleConfig::default(),
             s3: S3Config::default(),
+            compaction: CompactionConfig::default(),
         }
     }
 }
@@ -523,6 +555,19 @@ impl Config {
         }
         if self.stream.top_n == 0 {
             return Err(Error::Config("stream.top_n must be at least 1".into()));
+        }
+        let c = &self.compaction;
+        if !(c.cpu_share > 0.0 && c.cpu_share <= 1.0) {
+            return Err(Error::Config(format!(
+                "compaction.cpu_share must be in (0, 1], got {}",
+                c.cpu_share
+            )));
+        }
+        if c.target_file_bytes < 1 << 20 {
+            return Err(Error::Config(format!(
+                "compaction.target_file_bytes must be at least 1 MiB (1048576), got {}",
+                c.target_file_bytes
+            )));
         }
         for k in self.stream.low_stock_thresholds.keys() {
             k.parse::<i64>().map_err(|_| {

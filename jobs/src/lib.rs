@@ -3,7 +3,9 @@
 //! Data flows one way: a relational source (`io::db`) is read by [`ingest`] into Kafka as
 //! Avro in the Confluent wire format (`io::avro`, `io::kafka`); [`export_json`] reads it back
 //! out for people and tools that want JSON lines. [`generate`] fills the source with a
-//! believable shop, and [`init`] creates the schema and the topics.
+//! believable shop, and [`init`] creates the schema and the topics. [`stream`] turns the
+//! sales into windows and business outputs in the Parquet lake (`io::lake`), which
+//! [`compact`] keeps in few large files; [`batch`] trains on it; [`schedule`] runs it all.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -18,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batch;
+pub mod compact;
 pub mod config;
 pub mod error;
 pub mod export_json;

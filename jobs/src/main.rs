@@ -76,6 +76,17 @@ enum Command {
         #[arg(long)]
         until_idle: bool,
     },
+    /// Merge the small files of the lake's closed date folders (also done by `jobs stream`).
+    Compact {
+        /// Only this table (repeatable): sales_windows, sales_raw, late_sales, segment_sales,
+        /// sales_by_country, sales_by_card_type, top_products.
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+        /// Only dates before this one (default: the dates the stream's checkpoints have
+        /// closed).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        before: Option<NaiveDate>,
+    },
     /// Forecast each product's daily demand from the lake's history; publish or backtest.
     Forecast(ForecastArgs),
     /// Recommend products per customer (implicit ALS) from the lake's history.
@@ -329,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 c.consumed, c.aggregated, c.late, c.dead_lettered
             );
         }
+        Command::Compact { tables, before } => compact(&cfg, &tables, before).await?,
         Command::Forecast(a) => {
             let args = jobs::batch::forecast::RunOptions {
                 run_date: a.run_date,
@@ -498,4 +510,46 @@ fn global_args(g: &Global) -> Vec<String> {
 
 fn toml_string(cfg: &Config) -> anyhow::Result<String> {
     Ok(toml::to_string_pretty(cfg)?)
+}
+
+/// `jobs compact`: one pass at full speed over the chosen tables and dates.
+async fn compact(cfg: &Config, tables: &[String], before: Option<NaiveDate>) -> anyhow::Result<()> {
+    use jobs::compact::{Compactor, Horizon, TABLES};
+    for t in tables {
+        if !TABLES.contains(&t.as_str()) {
+            anyhow::bail!(jobs::Error::Config(format!(
+                "--table {t}: not a table compaction knows; one of {}",
+                TABLES.join(", ")
+            )));
+        }
+    }
+    let chosen: Vec<&str> = match tables.is_empty() {
+        true => TABLES.to_vec(),
+        false => tables.iter().map(|t| t.as_str()).collect(),
+    };
+    let lake = jobs::io::lake::Lake::open(&cfg.lake, &cfg.s3)?;
+    let horizon = match before {
+        Some(d) => Horizon::before_date(d),
+        None => match jobs::stream::closed_horizon(cfg, &lake, None).await? {
+            Horizon::Before(i64::MIN) => anyhow::bail!(jobs::Error::Config(format!(
+                "{}: no stream checkpoint says which dates are closed; pass --before YYYY-MM-DD",
+                lake.url
+            ))),
+            h => h,
+        },
+    };
+    let Some(r) = Compactor::new(&lake, &cfg.compaction)?
+        .pass(&chosen, horizon, None, &|| false)
+        .await?
+    else {
+        anyhow::bail!(jobs::Error::Config(format!(
+            "{}: another compaction is running on this lake",
+            lake.url
+        )));
+    };
+    println!(
+        "compacted {} folders: {} files ({} bytes) -> {} files ({} bytes), {} rows; {} left as they were, {} interrupted passes finished",
+        r.folders, r.files_in, r.bytes_in, r.files_out, r.bytes_out, r.rows, r.skipped, r.recovered
+    );
+    Ok(())
 }

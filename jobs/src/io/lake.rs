@@ -15,6 +15,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::lock::LakeLock;
 use crate::config::S3Config;
 use crate::{Error, Result};
 
@@ -25,6 +26,8 @@ pub struct Lake {
     prefix: Path,
     /// The URL, for messages.
     pub url: String,
+    /// The folder of a local lake (`None` on an object store).
+    root: Option<std::path::PathBuf>,
 }
 
 impl Lake {
@@ -57,6 +60,7 @@ impl Lake {
                 store: Arc::new(store),
                 prefix: Path::from(prefix),
                 url: url.into(),
+                root: None,
             });
         }
         if url.starts_with("hdfs://") || url.starts_with("viewfs://") {
@@ -72,11 +76,23 @@ impl Lake {
         let path = url.strip_prefix("file://").unwrap_or(url);
         std::fs::create_dir_all(path).map_err(|e| Error::file(path, e))?;
         let store = LocalFileSystem::new_with_prefix(path).map_err(err("open"))?;
+        let root = std::fs::canonicalize(path).map_err(|e| Error::file(path, e))?;
         Ok(Lake {
             store: Arc::new(store),
             prefix: Path::default(),
             url: url.into(),
+            root: Some(root),
         })
+    }
+
+    /// The folder of a local lake; `None` on an object store.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.root.as_deref()
+    }
+
+    /// Opens the advisory lock `name` of this lake (a no-op on an object store).
+    pub fn lock(&self, name: &str) -> Result<LakeLock> {
+        LakeLock::open(self.local_root(), name)
     }
 
     fn path(&self, rel: &str) -> Path {
@@ -121,6 +137,22 @@ impl Lake {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(format!("delete {rel}"))(e)),
         }
+    }
+
+    /// Deletes every object in `rels` (one bulk request per thousand on S3); missing ones
+    /// are fine.
+    pub async fn delete_many(&self, rels: &[String]) -> Result<()> {
+        use futures::StreamExt;
+        let paths: Vec<Path> = rels.iter().map(|r| self.path(r)).collect();
+        let locations = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let results: Vec<_> = self.store.delete_stream(locations).collect().await;
+        for r in results {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.err("delete files".into())(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Every object under the folder `rel` (recursively): its path relative to the lake root
@@ -172,19 +204,23 @@ impl Lake {
     }
 }
 
+/// How every Parquet file of the lake is written: zstd level 3, `created_by` naming `jobs`.
+pub fn writer_props() -> Result<WriterProperties> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).map_err(|e| Error::Parquet(e.to_string()))?,
+        ))
+        .set_created_by(format!("jobs {}", env!("CARGO_PKG_VERSION")))
+        .build())
+}
+
 /// Encodes batches as one zstd-compressed Parquet file.
 pub fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let Some(first) = batches.first() else {
         return Err(Error::Internal("no batches to write".into()));
     };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).map_err(|e| Error::Parquet(e.to_string()))?,
-        ))
-        .set_created_by(format!("jobs {}", env!("CARGO_PKG_VERSION")))
-        .build();
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, first.schema(), Some(props))
+    let mut w = ArrowWriter::try_new(&mut buf, first.schema(), Some(writer_props()?))
         .map_err(|e| Error::Parquet(e.to_string()))?;
     for b in batches {
         w.write(b).map_err(|e| Error::Parquet(e.to_string()))?;

@@ -1,10 +1,12 @@
 //! Adapters to the outside world, one file each: the relational database (and ingest's read
-//! path over it), Kafka (and ingest's batched produce path), Avro, the lake.
+//! path over it), Kafka (and ingest's batched produce path), Avro, the lake and its
+//! locks.
 
 pub mod avro;
 pub mod db;
 pub mod delivery;
 pub mod kafka;
 pub mod lake;
+pub mod lock;
 pub mod produce;
 pub mod source;

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::io::delivery::{Deliveries, DeliveryContext, NO_BATCH};
 use crate::io::kafka::{self, partition_for};
 use crate::io::lake::Lake;
+use crate::io::lock::LakeLock;
 use crate::metrics::StreamMetrics;
 use crate::{Error, Result};
 
@@ -37,21 +38,17 @@ pub(super) struct Io<'a> {
     pub(super) out_parts: HashMap<String, i32>,
     /// The next offset of every output partition we have written to (max over runs).
     pub(super) output_offsets: BTreeMap<String, i64>,
+    /// Held shared while table files are put or deleted: compaction exchanges a folder only
+    /// when nobody holds it.
+    pub(super) writers: LakeLock,
 }
 
 impl Io<'_> {
-    fn state_dir(&self) -> String {
-        let c = self.cfg;
-        format!(
-            "_state/stream/{}/{}",
-            c.stream.group_id, c.topics.product_sales
-        )
-    }
     pub(super) fn checkpoint_path(&self, p: i32) -> String {
-        format!("{}/p{p}.json", self.state_dir())
+        format!("{}/p{p}.json", super::state_dir(self.cfg))
     }
     pub(super) fn intent_path(&self, p: i32) -> String {
-        format!("{}/p{p}.intent.json", self.state_dir())
+        format!("{}/p{p}.intent.json", super::state_dir(self.cfg))
     }
 
     /// Hands messages to the producer, tagged with the group, the source partition and their
@@ -129,12 +126,15 @@ impl Io<'_> {
             .map_err(|e| Error::Internal(format!("intent: {e}")))?;
         self.lake.put(&self.intent_path(p), intent).await?;
         let lake = &self.lake;
+        let writing = self.writers.clone();
+        let held = tokio::task::block_in_place(|| writing.shared())?;
         futures::future::try_join_all(
             plan.files
                 .into_iter()
                 .map(|(path, data)| async move { lake.put(&path, data).await }),
         )
         .await?;
+        drop(held);
 
         let tops = plan.stores.tops();
         if let Some(sql) = &self.sql {

@@ -20,8 +20,13 @@
 //! checkpointed offsets to find which keys already went out, so the replay, which decides
 //! exactly as before (the core depends only on the partition's own event order), writes the
 //! same rows and sends each message once ([`recover`]).
+//!
+//! The closed date folders are compacted in the background ([`compaction`], over
+//! [`crate::compact`]); the file puts and recovery's deletes hold the lake's `writers` lock
+//! shared, so a folder is never exchanged under them.
 
 pub mod business;
+mod compaction;
 mod consumer;
 mod execute;
 pub mod outputs;
@@ -101,6 +106,16 @@ pub fn specs(cfg: &Config) -> Vec<WindowSpec> {
     }
     specs
 }
+
+/// Where the stream keeps its checkpoints and flush intents, under the lake root.
+pub(crate) fn state_dir(cfg: &Config) -> String {
+    format!(
+        "_state/stream/{}/{}",
+        cfg.stream.group_id, cfg.topics.product_sales
+    )
+}
+
+pub use compaction::closed_horizon;
 
 /// The Kafka topics the stream writes.
 fn output_topics(cfg: &Config) -> Vec<&String> {

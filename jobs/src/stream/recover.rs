@@ -36,9 +36,11 @@ pub(super) async fn recover(io: &Io<'_>, s: &Settings, ps: &[i32]) -> Result<Vec
             if let Ok(intent) = serde_json::from_slice::<Intent>(&b)
                 && intent.seq > seq
             {
+                let held = tokio::task::block_in_place(|| io.writers.shared())?;
                 for f in &intent.files {
                     io.lake.delete(f).await?;
                 }
+                drop(held);
                 tracing::info!(
                     message = "Removed the files of an unfinished flush.",
                     partition = p,

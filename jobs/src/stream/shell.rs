@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -13,6 +13,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 
+use super::compaction::{self, Background};
 use super::consumer::{self, Change, StreamContext};
 use super::execute::Io;
 use super::partition::{self, Event, Partition, Position, Recorded, SchemaIds, Settings};
@@ -43,6 +44,8 @@ struct Shell<'a> {
     settings: Settings,
     registry: Registry,
     parts: HashMap<i32, Partition>,
+    /// Whether this process holds source partition 0, and so runs the group's compaction.
+    owns_first: Arc<AtomicBool>,
     reference: Reference,
     total: Counters,
     /// A coarse clock (set on every tick, twice a second) for idle detection: cheaper than a
@@ -92,6 +95,9 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
     tracing::info!(message = "Streaming.", topic = %t.product_sales, group = %s.group_id, lake = %lake.url, windows = ?s.windows.iter().map(|w| w.to_string()).collect::<Vec<_>>());
 
     let source_parts = out_parts.get(&t.product_sales).copied().unwrap_or(1);
+    let lake_writers = lake.lock("writers")?;
+    let owns_first = Arc::new(AtomicBool::new(false));
+    let compactor = Background::start(cfg, &lake, source_parts, owns_first.clone())?;
     let mut shell = Shell {
         settings: Settings::new(
             cfg,
@@ -109,8 +115,10 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
             metrics,
             out_parts,
             output_offsets: BTreeMap::new(),
+            writers: lake_writers,
         },
         registry,
+        owns_first,
         parts: HashMap::new(),
         reference: Reference::default(),
         total: Counters::default(),
@@ -147,6 +155,9 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
         }
     }
     drop(messages);
+    if let Some(c) = compactor {
+        c.stop().await;
+    }
     let ids: Vec<i32> = shell.parts.keys().copied().collect();
     for p in ids {
         if opts.until_idle
@@ -155,6 +166,10 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
             part.close_all();
         }
         shell.flush(p, &consumer).await?;
+    }
+    // Drained and alone: every window is closed, every date can be compacted.
+    if opts.until_idle && shell.parts.len() as i32 >= shell.settings.source_partitions {
+        compaction::final_pass(cfg, &shell.io.lake).await?;
     }
     let total = shell.total;
     tracing::info!(
@@ -196,7 +211,8 @@ impl Shell<'_> {
             Ok(mut c) => std::mem::take(&mut *c),
             Err(_) => return Err(Error::Internal("rebalance lock poisoned".into())),
         };
-        if !changes.is_empty() {
+        let changes_seen = !changes.is_empty();
+        if changes_seen {
             self.last_rebalance = Instant::now();
         }
         for ch in changes {
@@ -229,6 +245,11 @@ impl Shell<'_> {
                 }
             }
         }
+        if !changes_seen {
+            return Ok(());
+        }
+        self.owns_first
+            .store(self.parts.contains_key(&0), Ordering::Relaxed);
         Ok(())
     }
 

@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn pending_reads_intents_and_rejects_garbage() {
         let ok = ("a".to_string(), br#"{"seq":3,"files":["x","y"]}"#.to_vec());
-        assert_eq!(pending(&[ok.clone()]).unwrap().len(), 2);
+        assert_eq!(pending(std::slice::from_ref(&ok)).unwrap().len(), 2);
         assert!(pending(&[ok, ("b".into(), b"{".to_vec())]).is_err());
     }
 }

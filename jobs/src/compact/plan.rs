@@ -20,6 +20,12 @@ pub const TABLES: [&str; 7] = [
     "top_products",
 ];
 
+/// A folder still open (inside the horizon) is compacted anyway once it holds this many
+/// committed small files: a live day flushed every minute by three partitions reaches it in
+/// about twenty minutes, and its readers (the dashboard, DuckDB by hand) should not have to
+/// open thousands of files until it closes.
+pub const HOT_FOLDER_FILES: usize = 64;
+
 /// Which dates a pass may compact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Horizon {
@@ -124,9 +130,10 @@ fn is_table_file(path: &str) -> bool {
 
 /// What to merge in `f`: its table files smaller than `target`, except those an unfinished
 /// flush names (`pending`: they may yet be deleted and written again); `None` when the folder
-/// is outside the horizon, or already holds at most one such file at its top level.
+/// is beyond the horizon with fewer than [`HOT_FOLDER_FILES`] of them, or already holds at
+/// most one such file at its top level.
 pub fn plan(f: &Folder, pending: &HashSet<String>, target: u64, horizon: Horizon) -> Option<Merge> {
-    if !horizon.covers(f.day) {
+    if !horizon.covers(f.day) && f.files.len() < HOT_FOLDER_FILES {
         return None;
     }
     let inputs: Vec<&(String, u64)> = f
@@ -137,7 +144,9 @@ pub fn plan(f: &Folder, pending: &HashSet<String>, target: u64, horizon: Horizon
     let nested = inputs
         .iter()
         .any(|(p, _)| p[f.dir.len() + 1..].contains('/'));
-    if inputs.len() < 2 && !nested {
+    if (inputs.len() < 2 && !nested)
+        || (!horizon.covers(f.day) && inputs.len() < HOT_FOLDER_FILES)
+    {
         return None;
     }
     Some(Merge {
@@ -229,6 +238,22 @@ mod tests {
             )
             .is_some()
         );
+    }
+
+    #[test]
+    fn an_open_folder_is_compacted_once_it_holds_many_files() {
+        let names: Vec<String> = (0..HOT_FOLDER_FILES)
+            .map(|i| format!("t/date=2026-11-01/part-p000-s{i:08}-o0.parquet"))
+            .collect();
+        let l: Vec<(String, u64)> = names.iter().map(|n| (n.clone(), 10)).collect();
+        let open = Horizon::Before(day("2026-11-01"));
+        let m = plan(&folders(&l)[0], &HashSet::new(), 1 << 20, open).unwrap();
+        assert_eq!(m.inputs.len(), HOT_FOLDER_FILES);
+        // One of them still being written: below the mark, it waits.
+        let pending: HashSet<String> = [names[0].clone()].into();
+        assert_eq!(plan(&folders(&l)[0], &pending, 1 << 20, open), None);
+        let few = &l[..HOT_FOLDER_FILES - 1];
+        assert_eq!(plan(&folders(few)[0], &HashSet::new(), 1 << 20, open), None);
     }
 
     #[test]

@@ -293,3 +293,50 @@ fn kill_9_during_compaction_on_s3_ends_with_every_row_once() {
     assert_eq!(rows_only(&after), rows_only(&before), "{out}");
     assert_eq!(max_per_folder(&after), 1, "{after}");
 }
+
+#[test]
+fn a_running_stream_compacts_its_closed_days_in_the_background() {
+    let (env, _) = fragmented(10, false);
+    let reference = digest(&env, false);
+    // A second group over the same topic into its own lake, with compaction every second.
+    let text = std::fs::read_to_string(env.dir.join("compact.toml")).unwrap();
+    let live = env.dir.join("live.toml");
+    std::fs::write(
+        &live,
+        text.replace(&env.lake(), &format!("{}-live", env.lake()))
+            .replace("group_id = \"", "group_id = \"live-")
+            .replace("enabled = true", "enabled = true\ninterval = \"1s\""),
+    )
+    .unwrap();
+    let log_path = env.dir.join("live.log");
+    let mut child = env
+        .cmd_with(&live, &["stream"])
+        .env("JOBS_LOG", "jobs=info")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    while !log().contains("Compacted the lake.") && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped = Instant::now();
+    while child.try_wait().unwrap().is_none() && stopped.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = child.try_wait().unwrap();
+    if status.is_none() {
+        child.kill().unwrap();
+    }
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {}", log());
+    assert!(log().contains("Compacted the lake."), "{}", log());
+    // What the first run left open, closed by a drained run; then the lake equals the
+    // fragmented one row for row.
+    env.jobs_with(&live, &["stream", "--until-idle"]);
+    let d = python(&["tests/py/compact_check.py", "digest", &format!("{}-live", env.lake())]);
+    assert_eq!(rows_only(&d), rows_only(&reference));
+    assert!(files(&d) < files(&reference) / 3, "{d}");
+}

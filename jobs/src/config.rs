@@ -505,6 +505,7 @@ const ENV_KEYS: &[&str] = &[
     "forecast",
     "recommend",
     "s3",
+    "compaction",
 ];
 
 impl Config {
@@ -650,6 +651,15 @@ mod tests {
             assert_eq!(cfg.database_url, "mysql://root@127.0.0.1/shop");
             assert_eq!(cfg.kafka.brokers, "env:9092");
             assert_eq!(cfg.kafka.partitions, 7);
+            // Every top-level section takes its variables.
+            jail.set_env("JOBS_COMPACTION__ENABLED", "false");
+            let cfg = Config::load(None, &Overrides::default()).unwrap();
+            assert!(!cfg.compaction.enabled);
+            let defaults = toml::to_string(&Config::default()).unwrap();
+            for line in defaults.lines().filter(|l| l.starts_with('[') && !l.contains('.')) {
+                let top = line.trim_matches(['[', ']']);
+                assert!(ENV_KEYS.contains(&top), "no JOBS_* variables for [{top}]");
+            }
 
             jail.create_file("bad.toml", "[ingest]\nbatch_sise = 3\n")?;
             let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default())

@@ -336,7 +336,11 @@ fn a_running_stream_compacts_its_closed_days_in_the_background() {
     // What the first run left open, closed by a drained run; then the lake equals the
     // fragmented one row for row.
     env.jobs_with(&live, &["stream", "--until-idle"]);
-    let d = python(&["tests/py/compact_check.py", "digest", &format!("{}-live", env.lake())]);
+    let d = python(&[
+        "tests/py/compact_check.py",
+        "digest",
+        &format!("{}-live", env.lake()),
+    ]);
     assert_eq!(rows_only(&d), rows_only(&reference));
     assert!(files(&d) < files(&reference) / 3, "{d}");
 }

@@ -656,7 +656,10 @@ mod tests {
             let cfg = Config::load(None, &Overrides::default()).unwrap();
             assert!(!cfg.compaction.enabled);
             let defaults = toml::to_string(&Config::default()).unwrap();
-            for line in defaults.lines().filter(|l| l.starts_with('[') && !l.contains('.')) {
+            for line in defaults
+                .lines()
+                .filter(|l| l.starts_with('[') && !l.contains('.'))
+            {
                 let top = line.trim_matches(['[', ']']);
                 assert!(ENV_KEYS.contains(&top), "no JOBS_* variables for [{top}]");
             }

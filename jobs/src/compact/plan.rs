@@ -144,8 +144,7 @@ pub fn plan(f: &Folder, pending: &HashSet<String>, target: u64, horizon: Horizon
     let nested = inputs
         .iter()
         .any(|(p, _)| p[f.dir.len() + 1..].contains('/'));
-    if (inputs.len() < 2 && !nested)
-        || (!horizon.covers(f.day) && inputs.len() < HOT_FOLDER_FILES)
+    if (inputs.len() < 2 && !nested) || (!horizon.covers(f.day) && inputs.len() < HOT_FOLDER_FILES)
     {
         return None;
     }

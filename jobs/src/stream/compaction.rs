@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Deserialize;
 
-use crate::compact::{Compactor, Horizon, Pace, TABLES};
+use crate::compact::{Compactor, Horizon, Pace, Report, TABLES};
 use crate::config::Config;
 use crate::io::lake::Lake;
 use crate::{Error, Result};
@@ -107,15 +107,7 @@ impl Background {
                 working.store(false, Ordering::Relaxed);
                 match done {
                     Ok(Some(r)) if r.folders > 0 || r.recovered > 0 => {
-                        tracing::info!(
-                            message = "Compacted the lake.",
-                            folders = r.folders,
-                            files_in = r.files_in,
-                            files_out = r.files_out,
-                            bytes_out = r.bytes_out,
-                            skipped = r.skipped,
-                            recovered = r.recovered
-                        );
+                        log(&r);
                     }
                     Ok(_) => {}
                     // The stream goes on: its own files are complete; the next pass retries.
@@ -151,15 +143,19 @@ pub(super) async fn final_pass(cfg: &Config, lake: &Lake) -> Result<()> {
     }
     let c = Compactor::new(lake, &cfg.compaction)?;
     if let Some(r) = c.pass(&TABLES, Horizon::All, None, &|| false).await? {
-        tracing::info!(
-            message = "Compacted the lake.",
-            folders = r.folders,
-            files_in = r.files_in,
-            files_out = r.files_out,
-            bytes_out = r.bytes_out,
-            skipped = r.skipped,
-            recovered = r.recovered
-        );
+        log(&r);
     }
     Ok(())
+}
+
+fn log(r: &Report) {
+    tracing::info!(
+        message = "Compacted the lake.",
+        folders = r.folders,
+        files_in = r.files_in,
+        files_out = r.files_out,
+        bytes_out = r.bytes_out,
+        skipped = r.skipped,
+        recovered = r.recovered
+    );
 }

@@ -13,6 +13,7 @@
 //!   journal forward (every merged file is there: the inputs go) or back (the merged ones go).
 //!   Between the last merged put and the bulk delete, a listing can see both (see README).
 
+use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -135,11 +136,11 @@ fn local(
         let _alone = writers.exclusive()?;
         let mut now = Vec::new();
         walk(&live, Path::new(""), &mut now)?;
-        let now: Vec<String> = now
+        let now: HashSet<String> = now
             .iter()
             .map(|p| format!("{prefix}{}", p.to_string_lossy()))
             .collect();
-        let merged: std::collections::HashSet<&String> = m.inputs.iter().collect();
+        let merged: HashSet<&String> = m.inputs.iter().collect();
         if m.inputs.iter().any(|i| !now.contains(i)) {
             false
         } else {
@@ -201,7 +202,7 @@ pub(super) async fn recover(lake: &Lake) -> Result<usize> {
         };
         let j: Journal = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Internal(format!("compaction journal {path} unreadable: {e}")))?;
-        let present: std::collections::HashSet<String> = lake
+        let present: HashSet<String> = lake
             .list(&j.merge.dir)
             .await?
             .into_iter()

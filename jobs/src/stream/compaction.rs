@@ -39,11 +39,7 @@ pub async fn closed_horizon(cfg: &Config, lake: &Lake, partitions: Option<i32>) 
         let ck: Ck = serde_json::from_slice(&b)
             .map_err(|e| Error::Internal(format!("checkpoint {path} unreadable: {e}")))?;
         let w = &ck.windows;
-        watermarks.push(
-            w.max_ts
-                .map_or(i64::MIN, |m| m - lateness)
-                .max(w.emitted_to),
-        );
+        watermarks.push(super::window::watermark(w.max_ts, w.emitted_to, lateness));
     }
     if partitions.is_some_and(|n| (watermarks.len() as i32) < n) {
         return Ok(Horizon::Before(i64::MIN));

@@ -126,8 +126,7 @@ impl Io<'_> {
             .map_err(|e| Error::Internal(format!("intent: {e}")))?;
         self.lake.put(&self.intent_path(p), intent).await?;
         let lake = &self.lake;
-        let writing = self.writers.clone();
-        let held = tokio::task::block_in_place(|| writing.shared())?;
+        let held = tokio::task::block_in_place(|| self.writers.shared())?;
         futures::future::try_join_all(
             plan.files
                 .into_iter()

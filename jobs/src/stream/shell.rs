@@ -245,11 +245,10 @@ impl Shell<'_> {
                 }
             }
         }
-        if !changes_seen {
-            return Ok(());
+        if changes_seen {
+            self.owns_first
+                .store(self.parts.contains_key(&0), Ordering::Relaxed);
         }
-        self.owns_first
-            .store(self.parts.contains_key(&0), Ordering::Relaxed);
         Ok(())
     }
 

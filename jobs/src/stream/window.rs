@@ -179,6 +179,13 @@ impl Labels {
 /// (end, spec, start, kind, label, product, quantity, revenue_cents, orders).
 pub type GroupRow = (i64, usize, i64, u8, u32, i64, i64, i64, i64);
 
+/// The watermark of a partition that has seen events up to `max_ts` and emitted everything up
+/// to `emitted_to`: max event time - lateness, never behind what was emitted.
+#[inline]
+pub fn watermark(max_ts: Option<i64>, emitted_to: i64, lateness: i64) -> i64 {
+    max_ts.map_or(i64::MIN, |m| m - lateness).max(emitted_to)
+}
+
 /// The serialisable form of [`Windows`], stored in checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct WindowState {
@@ -217,9 +224,7 @@ impl Windows {
 
     /// The watermark: max event time - lateness (i64::MIN before any event).
     pub fn watermark(&self) -> i64 {
-        self.max_ts
-            .map_or(i64::MIN, |m| m - self.lateness)
-            .max(self.emitted_to)
+        watermark(self.max_ts, self.emitted_to, self.lateness)
     }
 
     /// Max event time seen.

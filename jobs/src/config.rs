@@ -45,6 +45,37 @@ pub struct Config {
     pub s3: S3Config,
     /// Merging the lake's small files (in `jobs stream` and `jobs compact`).
     pub compaction: CompactionConfig,
+    /// `jobs dashboard`.
+    pub dashboard: DashboardConfig,
+}
+
+/// The live dashboard.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Address to listen on. Anything but loopback needs `token`.
+    pub addr: String,
+    /// Required on every request when set (at least 16 characters): the header
+    /// `Authorization: Bearer <token>` or the login cookie. Never logged; `jobs config`
+    /// prints it redacted.
+    pub token: Option<String>,
+    /// How long the stream may go without a checkpoint before the page says it is stale.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// How often the stream's checkpoints are looked at.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            addr: "127.0.0.1:8080".into(),
+            token: None,
+            stale_after: Duration::from_secs(120),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
 }
 
 /// Compaction: the closed date folders of the stream's tables merged into few large files.
@@ -425,6 +456,7 @@ impl Default for Config {
             schedule: ScheduleConfig::default(),
             s3: S3Config::default(),
             compaction: CompactionConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -506,6 +538,7 @@ const ENV_KEYS: &[&str] = &[
     "recommend",
     "s3",
     "compaction",
+    "dashboard",
 ];
 
 impl Config {

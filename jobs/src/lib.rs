@@ -22,6 +22,7 @@
 pub mod batch;
 pub mod compact;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod export_json;
 pub mod generate;

@@ -87,6 +87,8 @@ enum Command {
         #[arg(long, value_name = "YYYY-MM-DD")]
         before: Option<NaiveDate>,
     },
+    /// Serve the live dashboard (dashboard.addr, default 127.0.0.1:8080) until SIGTERM/Ctrl-C.
+    Dashboard,
     /// Forecast each product's daily demand from the lake's history; publish or backtest.
     Forecast(ForecastArgs),
     /// Recommend products per customer (implicit ALS) from the lake's history.
@@ -341,6 +343,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Compact { tables, before } => compact(&cfg, &tables, before).await?,
+        Command::Dashboard => {
+            jobs::dashboard::run(&cfg, jobs::shutdown::Shutdown::on_signals()).await?;
+        }
         Command::Forecast(a) => {
             let args = jobs::batch::forecast::RunOptions {
                 run_date: a.run_date,
@@ -509,7 +514,14 @@ fn global_args(g: &Global) -> Vec<String> {
 }
 
 fn toml_string(cfg: &Config) -> anyhow::Result<String> {
-    Ok(toml::to_string_pretty(cfg)?)
+    // Secrets are printed as set or not, never as they are.
+    let mut cfg = cfg.clone();
+    for secret in [&mut cfg.dashboard.token, &mut cfg.s3.secret_access_key] {
+        if let Some(s) = secret.as_mut() {
+            *s = "<redacted>".into();
+        }
+    }
+    Ok(toml::to_string_pretty(&cfg)?)
 }
 
 /// `jobs compact`: one pass at full speed over the chosen tables and dates.

@@ -158,6 +158,16 @@ impl Lake {
     /// Every object under the folder `rel` (recursively): its path relative to the lake root
     /// and its size, sorted by path.
     pub async fn list(&self, rel: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_modified(rel)
+            .await?
+            .into_iter()
+            .map(|(p, size, _)| (p, size))
+            .collect())
+    }
+
+    /// As [`Lake::list`], with each object's last-modified time (UTC micros).
+    pub async fn list_modified(&self, rel: &str) -> Result<Vec<(String, u64, i64)>> {
         use futures::TryStreamExt;
         let prefix = self.path(rel);
         let metas: Vec<object_store::ObjectMeta> = self
@@ -167,12 +177,12 @@ impl Lake {
             .await
             .map_err(self.err(format!("list {rel}")))?;
         let root = self.prefix.as_ref();
-        let mut out: Vec<(String, u64)> = metas
+        let mut out: Vec<(String, u64, i64)> = metas
             .into_iter()
             .map(|m| {
                 let p = m.location.as_ref();
                 let p = p.strip_prefix(root).unwrap_or(p).trim_start_matches('/');
-                (p.to_string(), m.size)
+                (p.to_string(), m.size, m.last_modified.timestamp_micros())
             })
             .collect();
         out.sort();

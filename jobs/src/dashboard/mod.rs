@@ -1,0 +1,96 @@
+//! `jobs dashboard`: the shop's sales on one page, live, served by the binary itself.
+//!
+//! Every number comes from the lake that `jobs stream` writes and from its checkpoints,
+//! never from a copy: [`refresh`] polls the checkpoint folder and reads only the files that
+//! are new, [`core`] keeps them indexed and computes the panels, [`http`] serves the page,
+//! the JSON API and the Server-Sent Events that tell the page to redraw.
+//!
+//! Bound to loopback by default; any other address needs `dashboard.token`, which every
+//! request must then present (`Authorization: Bearer ...` or the login cookie).
+
+pub mod core;
+mod http;
+pub mod refresh;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use crate::config::Config;
+use crate::io::lake::Lake;
+use crate::shutdown::Shutdown;
+use crate::{Error, Result};
+
+/// The shortest token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Where the dashboard may listen: loopback freely, elsewhere only with a token.
+pub fn bind_address(cfg: &Config) -> Result<SocketAddr> {
+    let d = &cfg.dashboard;
+    let addr: SocketAddr = d.addr.parse().map_err(|e| {
+        Error::Config(format!(
+            "dashboard.addr {:?} is not an address: {e}",
+            d.addr
+        ))
+    })?;
+    let token = d.token.as_deref().unwrap_or_default();
+    if !token.is_empty() && token.len() < MIN_TOKEN_LEN {
+        return Err(Error::Config(format!(
+            "dashboard.token is shorter than {MIN_TOKEN_LEN} characters"
+        )));
+    }
+    if !addr.ip().is_loopback() && token.is_empty() {
+        return Err(Error::Config(format!(
+            "dashboard.addr {addr} is not a loopback address: set dashboard.token (JOBS_DASHBOARD__TOKEN) to serve it there"
+        )));
+    }
+    Ok(addr)
+}
+
+/// Serves until `stop` is raised.
+pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
+    let addr = bind_address(cfg)?;
+    let lake = Lake::open(&cfg.lake, &cfg.s3)?;
+    let hour_spec = cfg
+        .stream
+        .windows
+        .iter()
+        .position(|s| s.size_micros == 3_600_000_000 && s.slide_micros == s.size_micros);
+    let hours_dir = hour_spec.map_or_else(
+        || "sales_windows/window=1h".to_string(),
+        |i| format!("sales_windows/window={}", cfg.stream.windows[i].name),
+    );
+    let shared = Arc::new(refresh::Shared {
+        view: RwLock::new(refresh::View::default()),
+        updates: tokio::sync::broadcast::channel(64).0,
+    });
+    let src = refresh::Source {
+        lake,
+        state_dir: crate::stream::state_dir(cfg),
+        hours_dir,
+        hour_spec,
+        lateness: cfg.stream.allowed_lateness.as_micros() as i64,
+        poll: cfg.dashboard.poll_interval,
+    };
+    let refresher = tokio::spawn(refresh::run(src, shared.clone(), stop.clone()));
+    let app = Arc::new(http::App {
+        shared,
+        token: cfg.dashboard.token.clone().filter(|t| !t.is_empty()),
+        stale_after_micros: cfg.dashboard.stale_after.as_micros() as i64,
+        stop: stop.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("dashboard.addr {addr}: cannot listen: {e}")))?;
+    tracing::info!(message = "Dashboard listening.", url = %format!("http://{addr}/"));
+    let until = stop.clone();
+    axum::serve(listener, http::router(app))
+        .with_graceful_shutdown(async move {
+            while !until.is_raised() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("dashboard server: {e}")))?;
+    let _ = refresher.await;
+    Ok(())
+}

@@ -190,6 +190,17 @@ redis_url = "redis://127.0.0.1:6379"
     /// A shop of `days` days ending 2026-11-20 (`orders`, `customers`, `seed`), generated,
     /// ingested and streamed into this env's lake: the history the batch jobs read.
     pub fn with_shop(backend: Backend, days: u32, orders: u32, customers: u32, seed: u32) -> Env {
+        Env::with_shop_then(backend, (days, orders, customers, seed), "[]", None)
+    }
+
+    /// As [`Env::with_shop`], with the stream's `features` (a TOML list) and SQL run on the
+    /// generated tables before the ingest (to plant a row the test needs).
+    pub fn with_shop_then(
+        backend: Backend,
+        (days, orders, customers, seed): (u32, u32, u32, u32),
+        features: &str,
+        before_ingest: Option<&str>,
+    ) -> Env {
         let env = Env::new(backend);
         env.jobs(&["init"]);
         let (days, orders, customers, seed) = (
@@ -211,10 +222,13 @@ redis_url = "redis://127.0.0.1:6379"
             "--seed",
             &seed,
         ]);
+        if let Some(sql) = before_ingest {
+            env.sql(sql);
+        }
         env.jobs(&["ingest", "--once"]);
         let out = env
             .cmd(&["stream", "--until-idle"])
-            .env("JOBS_STREAM__FEATURES", "[]")
+            .env("JOBS_STREAM__FEATURES", features)
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

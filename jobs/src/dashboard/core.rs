@@ -1,6 +1,6 @@
-//! The dashboard's core, pure: an index of the lake's hourly windows kept file by file, the
-//! stream's checkpoints, and the panels computed from the two. No IO, no clock: the shell
-//! hands it listings, decoded files, checkpoints and the time.
+//! The dashboard's core, pure: an index of the lake's hourly windows kept file by file (per
+//! product, per country, per card type), the stream's checkpoints, and the panels computed
+//! from the two. No IO, no clock: the shell hands it listings, decoded files and checkpoints.
 //!
 //! A closed window is counted from the lake only when the flush that wrote its file is
 //! covered by the partition's checkpoint (or the file is a compacted one); the windows that
@@ -8,14 +8,59 @@
 //! (closed in a file and open in an older checkpoint) nor misses one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::stream::partition::Checkpoint;
-use crate::stream::window::{ProductInfo, watermark};
+use crate::stream::window::ProductInfo;
 use crate::units::rfc3339_micros;
 
 const HOUR: i64 = 3_600_000_000;
+
+/// The lake tables the dashboard reads, each in its `window=<1h>` folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    /// `sales_windows`: per product.
+    Products,
+    /// `sales_by_country`.
+    Countries,
+    /// `sales_by_card_type`.
+    Cards,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Products, Table::Countries, Table::Cards];
+
+    /// The table's folder of one window.
+    pub fn dir(self, window: &str) -> String {
+        let t = match self {
+            Table::Products => "sales_windows",
+            Table::Countries => "sales_by_country",
+            Table::Cards => "sales_by_card_type",
+        };
+        format!("{t}/window={window}")
+    }
+
+    /// The label column of a grouped table.
+    pub fn label_col(self) -> Option<&'static str> {
+        match self {
+            Table::Products => None,
+            Table::Countries => Some("country"),
+            Table::Cards => Some("card_type"),
+        }
+    }
+
+    /// The group kind the checkpoints store the table's open windows under.
+    fn kind(self) -> u8 {
+        match self {
+            Table::Products => 0,
+            Table::Countries => 2,
+            Table::Cards => 3,
+        }
+    }
+}
 
 /// One product's aggregate in one hourly window. Revenue in cents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +72,34 @@ pub struct HourRow {
     pub orders: i64,
 }
 
-/// One decoded file of `sales_windows/window=1h`.
-#[derive(Debug, Clone, Default)]
-pub struct HourFile {
+/// One country's or card type's aggregate in one hourly window (one source partition's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelRow {
+    pub start: i64,
+    pub label: Arc<str>,
+    pub quantity: i64,
+    pub revenue_cents: i64,
+    pub orders: i64,
+}
+
+/// One decoded window file: product rows or label rows, by its table.
+#[derive(Debug, Clone)]
+pub struct WindowFile {
+    pub table: Table,
     pub rows: Vec<HourRow>,
+    pub labels: Vec<LabelRow>,
     pub products: Vec<(i64, ProductInfo)>,
+}
+
+impl WindowFile {
+    pub fn new(table: Table) -> Self {
+        WindowFile {
+            table,
+            rows: vec![],
+            labels: vec![],
+            products: vec![],
+        }
+    }
 }
 
 /// One partition as its checkpoint left it.
@@ -49,6 +117,8 @@ pub struct Live {
     /// Index of the hourly tumbling window in `stream.windows` (in the checkpoints' terms).
     pub hour_spec: Option<usize>,
     pub lateness: i64,
+    /// Events per second per partition (see [`super::health::rates`]).
+    pub rates: BTreeMap<i32, f64>,
 }
 
 impl Live {
@@ -87,12 +157,48 @@ impl Live {
     pub fn last_checkpoint(&self) -> Option<i64> {
         self.partitions.values().map(|p| p.written_at).max()
     }
+
+    /// The open hourly product windows of every partition.
+    fn open_products(&self) -> impl Iterator<Item = HourRow> + '_ {
+        let spec = self.hour_spec;
+        self.partitions.values().flat_map(move |p| {
+            p.checkpoint
+                .windows
+                .open
+                .iter()
+                .filter(move |o| Some(o.1) == spec)
+                .map(
+                    |&(_end, _s, start, product, quantity, revenue_cents, orders)| HourRow {
+                        start,
+                        product,
+                        quantity,
+                        revenue_cents,
+                        orders,
+                    },
+                )
+        })
+    }
+
+    /// The open hourly windows of a label table, with their labels' names.
+    fn open_labels(&self, table: Table) -> impl Iterator<Item = (&str, i64, i64, i64, i64)> + '_ {
+        let (spec, kind) = (self.hour_spec, table.kind());
+        self.partitions.values().flat_map(move |p| {
+            let w = &p.checkpoint.windows;
+            w.groups
+                .iter()
+                .filter(move |g| Some(g.1) == spec && g.3 == kind)
+                .map(|&(_end, _s, start, _k, label, _p, q, r, o)| {
+                    let name = w.labels.get(label as usize).map_or("", |l| l.as_str());
+                    (name, start, q, r, o)
+                })
+        })
+    }
 }
 
 /// The files read so far and the products they name.
 #[derive(Debug, Default)]
 pub struct Index {
-    files: HashMap<String, HourFile>,
+    files: HashMap<String, WindowFile>,
     products: BTreeMap<i64, ProductInfo>,
 }
 
@@ -102,6 +208,12 @@ pub struct Query {
     pub hours: i64,
     pub category: Option<String>,
     pub brand: Option<String>,
+}
+
+impl Query {
+    fn filtered(&self) -> bool {
+        self.category.is_some() || self.brand.is_some()
+    }
 }
 
 /// One hour of the hourly panel.
@@ -126,32 +238,40 @@ pub struct Hourly {
     pub orders: i64,
 }
 
-/// One partition in the health strip.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PartitionHealth {
-    pub partition: i32,
-    pub flushes: u64,
-    pub next_offset: Option<i64>,
-    pub consumed: u64,
-    pub aggregated: u64,
-    pub late: u64,
-    pub dead_lettered: u64,
-    /// `None` before the first event; the end of input after a drained `--until-idle`.
-    pub watermark: Option<String>,
-    pub watermark_delay_s: Option<f64>,
-    pub checkpoint_age_s: f64,
+/// One product of a top list, summed over the range.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ranked {
+    pub product_id: i64,
+    pub name: String,
+    pub brand: String,
+    pub category: String,
+    pub units: i64,
+    pub revenue_cents: i64,
+    pub orders: i64,
 }
 
-/// The health strip.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Health {
-    pub partitions: Vec<PartitionHealth>,
-    pub consumed: u64,
-    pub late: u64,
-    pub dead_lettered: u64,
-    pub last_checkpoint: Option<String>,
-    /// The stream has not checkpointed for `dashboard.stale_after`.
-    pub stale: bool,
+/// The two top lists of the range.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Top {
+    pub by_units: Vec<Ranked>,
+    pub by_revenue: Vec<Ranked>,
+}
+
+/// One bar: a country or a card type, summed over the range and the partitions.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Bar {
+    pub label: String,
+    pub units: i64,
+    pub revenue_cents: i64,
+    pub orders: i64,
+}
+
+/// A label panel. The country and card tables have no product columns: with a category or
+/// brand filter they show every product's sales and say so (`all_products`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Bars {
+    pub bars: Vec<Bar>,
+    pub all_products: bool,
 }
 
 impl Index {
@@ -167,7 +287,7 @@ impl Index {
 
     /// Takes the newly read files and forgets those no longer listed (compacted away).
     /// Returns how many files were forgotten.
-    pub fn apply(&mut self, listing: &[(String, u64)], read: Vec<(String, HourFile)>) -> usize {
+    pub fn apply(&mut self, listing: &[(String, u64)], read: Vec<(String, WindowFile)>) -> usize {
         let listed: HashSet<&str> = listing.iter().map(|(p, _)| p.as_str()).collect();
         let before = self.files.len();
         self.files.retain(|p, _| listed.contains(p.as_str()));
@@ -200,7 +320,7 @@ impl Index {
     }
 
     fn matches(&self, live: &Live, q: &Query, product: i64) -> bool {
-        if q.category.is_none() && q.brand.is_none() {
+        if !q.filtered() {
             return true;
         }
         let Some(info) = self.product(live, product) else {
@@ -210,26 +330,42 @@ impl Index {
             && q.brand.as_ref().is_none_or(|b| *b == info.brand)
     }
 
-    /// The newest hour with data: from the checkpoints, else from the files.
-    fn anchor(&self, live: &Live) -> Option<i64> {
-        live.newest_event().or_else(|| {
+    /// `[from, to)` of the last `hours` hours of data: the newest hour with data (from the
+    /// checkpoints, else from the files) is the last one.
+    pub fn range(&self, live: &Live, hours: i64) -> (i64, i64) {
+        let anchor = live.newest_event().or_else(|| {
             self.files
                 .values()
                 .flat_map(|f| f.rows.iter().map(|r| r.start))
                 .max()
-        })
+        });
+        let to = anchor.map_or(0, |a| a.div_euclid(HOUR) * HOUR + HOUR);
+        (to - hours.max(1) * HOUR, to)
     }
 
-    /// Units, revenue and orders per hour over the last `q.hours` hours of data (the
-    /// newest hour included), closed windows from the lake and open ones from the
-    /// checkpoints.
+    /// Every product row of `[from, to)` that passes the filter, closed (from the files) and
+    /// open (from the checkpoints, `true`).
+    fn product_rows<'a>(
+        &'a self,
+        live: &'a Live,
+        q: &'a Query,
+        (from, to): (i64, i64),
+    ) -> impl Iterator<Item = (HourRow, bool)> + 'a {
+        let closed = self
+            .files
+            .values()
+            .flat_map(|f| f.rows.iter().map(|r| (*r, false)));
+        let open = live.open_products().map(|r| (r, true));
+        closed
+            .chain(open)
+            .filter(move |(r, _)| r.start >= from && r.start < to)
+            .filter(move |(r, _)| self.matches(live, q, r.product))
+    }
+
+    /// Units, revenue and orders per hour over the last `q.hours` hours of data.
     pub fn hourly(&self, live: &Live, q: &Query) -> Hourly {
-        let hours = q.hours.max(1);
-        let to = self
-            .anchor(live)
-            .map_or(0, |a| a.div_euclid(HOUR) * HOUR + HOUR);
-        let from = to - hours * HOUR;
-        let mut slots: Vec<Hour> = (0..hours)
+        let (from, to) = self.range(live, q.hours);
+        let mut slots: Vec<Hour> = (0..(to - from) / HOUR)
             .map(|i| Hour {
                 start: rfc3339_micros(from + i * HOUR),
                 units: 0,
@@ -238,38 +374,12 @@ impl Index {
                 open: false,
             })
             .collect();
-        let mut add = |r: &HourRow, open: bool| {
-            if r.start < from || r.start >= to || !self.matches(live, q, r.product) {
-                return;
-            }
+        for (r, open) in self.product_rows(live, q, (from, to)) {
             let s = &mut slots[((r.start - from) / HOUR) as usize];
             s.units += r.quantity;
             s.revenue_cents += r.revenue_cents;
             s.orders += r.orders;
             s.open |= open;
-        };
-        for f in self.files.values() {
-            for r in &f.rows {
-                add(r, false);
-            }
-        }
-        if let Some(spec) = live.hour_spec {
-            for p in live.partitions.values() {
-                for &(_end, s, start, product, quantity, revenue_cents, orders) in
-                    &p.checkpoint.windows.open
-                {
-                    if s == spec {
-                        let r = HourRow {
-                            start,
-                            product,
-                            quantity,
-                            revenue_cents,
-                            orders,
-                        };
-                        add(&r, true);
-                    }
-                }
-            }
         }
         Hourly {
             from: rfc3339_micros(from),
@@ -278,6 +388,80 @@ impl Index {
             revenue_cents: slots.iter().map(|s| s.revenue_cents).sum(),
             orders: slots.iter().map(|s| s.orders).sum(),
             hours: slots,
+        }
+    }
+
+    /// The `n` products with the most units and the most revenue over the range. Ties go to
+    /// the other measure, then to the smaller product id.
+    pub fn top(&self, live: &Live, q: &Query, n: usize) -> Top {
+        let range = self.range(live, q.hours);
+        let mut sums: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+        for (r, _) in self.product_rows(live, q, range) {
+            let s = sums.entry(r.product).or_default();
+            s.0 += r.quantity;
+            s.1 += r.revenue_cents;
+            s.2 += r.orders;
+        }
+        let mut all: Vec<Ranked> = sums
+            .into_iter()
+            .map(|(id, (units, revenue_cents, orders))| {
+                let info = self.product(live, id).cloned().unwrap_or_default();
+                Ranked {
+                    product_id: id,
+                    name: info.name,
+                    brand: info.brand,
+                    category: info.category,
+                    units,
+                    revenue_cents,
+                    orders,
+                }
+            })
+            .collect();
+        all.sort_by_key(|r| (-r.units, -r.revenue_cents, r.product_id));
+        let by_units = all.iter().take(n).cloned().collect();
+        all.sort_by_key(|r| (-r.revenue_cents, -r.units, r.product_id));
+        all.truncate(n);
+        Top {
+            by_units,
+            by_revenue: all,
+        }
+    }
+
+    /// Sales by country or card type over the range, the largest revenue first.
+    pub fn bars(&self, live: &Live, q: &Query, table: Table) -> Bars {
+        let (from, to) = self.range(live, q.hours);
+        let mut sums: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+        let closed = self
+            .files
+            .values()
+            .filter(|f| f.table == table)
+            .flat_map(|f| f.labels.iter())
+            .map(|l| (&*l.label, l.start, l.quantity, l.revenue_cents, l.orders));
+        for (label, start, q, r, o) in closed.chain(live.open_labels(table)) {
+            if start >= from && start < to {
+                let s = sums.entry(label).or_default();
+                s.0 += q;
+                s.1 += r;
+                s.2 += o;
+            }
+        }
+        let mut bars: Vec<Bar> = sums
+            .into_iter()
+            .map(|(label, (units, revenue_cents, orders))| Bar {
+                label: label.to_string(),
+                units,
+                revenue_cents,
+                orders,
+            })
+            .collect();
+        bars.sort_by(|a, b| {
+            b.revenue_cents
+                .cmp(&a.revenue_cents)
+                .then(a.label.cmp(&b.label))
+        });
+        Bars {
+            bars,
+            all_products: q.filtered(),
         }
     }
 
@@ -293,49 +477,12 @@ impl Index {
     }
 }
 
-/// The health strip as of `now` (micros).
-pub fn health(live: &Live, now: i64, stale_after: i64) -> Health {
-    let mut out = Vec::new();
-    for (p, st) in &live.partitions {
-        let ck = &st.checkpoint;
-        let w = &ck.windows;
-        let wm = (w.max_ts.is_some() || w.emitted_to > i64::MIN)
-            .then(|| watermark(w.max_ts, w.emitted_to, live.lateness));
-        let (watermark, delay) = match wm {
-            None => (None, None),
-            Some(i64::MAX) => (Some("end of input".to_string()), None),
-            Some(wm) => (Some(rfc3339_micros(wm)), Some((now - wm) as f64 / 1e6)),
-        };
-        out.push(PartitionHealth {
-            partition: *p,
-            flushes: ck.seq,
-            next_offset: ck.next_offset,
-            consumed: ck.counters.consumed,
-            aggregated: ck.counters.aggregated,
-            late: ck.counters.late,
-            dead_lettered: ck.counters.dead_lettered,
-            watermark,
-            watermark_delay_s: delay,
-            checkpoint_age_s: (now - st.written_at) as f64 / 1e6,
-        });
-    }
-    let last = live.last_checkpoint();
-    Health {
-        consumed: out.iter().map(|p| p.consumed).sum(),
-        late: out.iter().map(|p| p.late).sum(),
-        dead_lettered: out.iter().map(|p| p.dead_lettered).sum(),
-        partitions: out,
-        last_checkpoint: last.map(rfc3339_micros),
-        stale: last.is_some_and(|l| now - l > stale_after),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::stream::window::WindowState;
 
-    fn ck(seq: u64, open: Vec<(i64, usize, i64, i64, i64, i64, i64)>) -> PartitionState {
+    pub fn ck(seq: u64, open: Vec<(i64, usize, i64, i64, i64, i64, i64)>) -> PartitionState {
         PartitionState {
             checkpoint: Checkpoint {
                 seq,
@@ -397,7 +544,9 @@ mod tests {
             .map(|p| {
                 (
                     p,
-                    HourFile {
+                    WindowFile {
+                        table: Table::Products,
+                        labels: vec![],
                         rows: vec![row(4 * HOUR, 7, 2)],
                         products: vec![],
                     },
@@ -445,7 +594,9 @@ mod tests {
             &[("a.parquet".into(), 1)],
             vec![(
                 "a.parquet".into(),
-                HourFile {
+                WindowFile {
+                    table: Table::Products,
+                    labels: vec![],
                     rows: vec![row(0, 1, 1), row(0, 2, 10)],
                     products: vec![(1, info("Laptops", "Dell")), (2, info("Tablets", "Apple"))],
                 },
@@ -471,12 +622,81 @@ mod tests {
     }
 
     #[test]
-    fn health_says_stale_after_the_limit() {
-        let mut live = Live::default();
-        live.partitions.insert(0, ck(1, vec![]));
-        let h = health(&live, 100_000_000, 120_000_000);
-        assert!(!h.stale);
-        assert!(health(&live, 121_000_000, 120_000_000).stale);
-        assert_eq!(h.partitions[0].flushes, 1);
+    fn top_lists_and_bars_sum_the_range_closed_and_open() {
+        let mut live = Live {
+            hour_spec: Some(0),
+            ..Default::default()
+        };
+        let mut st = ck(1, vec![(6 * HOUR, 0, 5 * HOUR, 8, 9, 90, 1)]);
+        st.checkpoint.windows.labels = vec!["DE".into(), "FR".into()];
+        st.checkpoint.windows.groups = vec![
+            (6 * HOUR, 0, 5 * HOUR, 2, 1, 0, 4, 400, 2),
+            // Another window (spec 1) and another kind (card type) do not count.
+            (6 * HOUR, 1, 5 * HOUR, 2, 1, 0, 50, 5000, 5),
+            (6 * HOUR, 0, 5 * HOUR, 3, 0, 0, 60, 6000, 6),
+        ];
+        live.partitions.insert(0, st);
+        let label = |start: i64, l: &str, q: i64| LabelRow {
+            start,
+            label: l.into(),
+            quantity: q,
+            revenue_cents: q * 100,
+            orders: 1,
+        };
+        let mut ix = Index::default();
+        let mut countries = WindowFile::new(Table::Countries);
+        countries.labels = vec![
+            label(4 * HOUR, "DE", 5),
+            label(4 * HOUR, "FR", 1),
+            label(HOUR, "FR", 99),
+        ];
+        let mut products = WindowFile::new(Table::Products);
+        products.rows = vec![
+            row(4 * HOUR, 7, 10),
+            row(4 * HOUR, 8, 2),
+            HourRow {
+                revenue_cents: 5000,
+                ..row(4 * HOUR, 9, 1)
+            },
+        ];
+        let listing = vec![("c.parquet".to_string(), 1), ("p.parquet".to_string(), 1)];
+        ix.apply(
+            &listing,
+            vec![
+                ("c.parquet".into(), countries),
+                ("p.parquet".into(), products),
+            ],
+        );
+        let q = Query {
+            hours: 2,
+            ..Default::default()
+        };
+        let b = ix.bars(&live, &q, Table::Countries);
+        assert_eq!(
+            b.bars
+                .iter()
+                .map(|b| (b.label.as_str(), b.units))
+                .collect::<Vec<_>>(),
+            vec![("DE", 5), ("FR", 1 + 4)],
+            "the hour outside the range is left out"
+        );
+        assert!(!b.all_products);
+        assert_eq!(ix.bars(&live, &q, Table::Cards).bars[0].label, "DE");
+        let t = ix.top(&live, &q, 2);
+        // Product 8: 2 closed + 9 open.
+        assert_eq!(
+            t.by_units
+                .iter()
+                .map(|r| (r.product_id, r.units))
+                .collect::<Vec<_>>(),
+            vec![(8, 11), (7, 10)]
+        );
+        assert_eq!(
+            t.by_revenue
+                .iter()
+                .map(|r| r.product_id)
+                .collect::<Vec<_>>(),
+            vec![9, 7]
+        );
     }
 }

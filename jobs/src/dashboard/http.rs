@@ -16,13 +16,19 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::core::{Query, health};
+use super::core::{Query, Table};
+use super::health::health;
 use super::refresh::Shared;
 
 const PAGE: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
+const UPLOT_JS: &str = include_str!("assets/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("assets/vendor/uPlot.min.css");
+const UPLOT_LICENSE: &str = include_str!("assets/vendor/uPlot.LICENSE");
 const TOKEN_COOKIE: &str = "jobs_dashboard_token";
+/// Products in each top list.
+const TOP_N: usize = 10;
 
 /// What the handlers share.
 pub struct App {
@@ -46,7 +52,19 @@ pub fn router(app: Arc<App>) -> Router {
             "/assets/app.css",
             get(|| asset(APP_CSS, "text/css; charset=utf-8")),
         )
-        .route("/api/hourly", get(hourly))
+        .route(
+            "/assets/uPlot.iife.min.js",
+            get(|| asset(UPLOT_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/assets/uPlot.min.css",
+            get(|| asset(UPLOT_CSS, "text/css; charset=utf-8")),
+        )
+        .route(
+            "/assets/uPlot.LICENSE",
+            get(|| asset(UPLOT_LICENSE, "text/plain; charset=utf-8")),
+        )
+        .route("/api/panels", get(panels))
         .route("/api/health", get(health_api))
         .route("/api/events", get(events))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -139,7 +157,8 @@ fn hours(range: Option<&str>) -> Result<i64, Response> {
     }
 }
 
-async fn hourly(
+/// Every panel that obeys the range and the filter, from one view: they always agree.
+async fn panels(
     State(app): State<Arc<App>>,
     QueryParams(p): QueryParams<Params>,
 ) -> Result<Response, Response> {
@@ -153,6 +172,9 @@ async fn hourly(
     Ok(Json(json!({
         "generation": v.generation,
         "hourly": v.index.hourly(&v.live, &q),
+        "top": v.index.top(&v.live, &q, TOP_N),
+        "countries": v.index.bars(&v.live, &q, Table::Countries),
+        "cards": v.index.bars(&v.live, &q, Table::Cards),
         "categories": categories,
         "brands": brands,
     }))
@@ -164,7 +186,7 @@ async fn health_api(State(app): State<Arc<App>>) -> Result<Response, Response> {
     let now = chrono::Utc::now().timestamp_micros();
     Ok(Json(json!({
         "generation": v.generation,
-        "health": health(&v.live, now, app.stale_after_micros),
+        "health": health(&v.live, &v.ends, now, app.stale_after_micros),
         "refresh": v.last,
     }))
     .into_response())

@@ -9,6 +9,7 @@
 //! request must then present (`Authorization: Bearer ...` or the login cookie).
 
 pub mod core;
+pub mod health;
 mod http;
 pub mod refresh;
 
@@ -55,10 +56,7 @@ pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
         .windows
         .iter()
         .position(|s| s.size_micros == 3_600_000_000 && s.slide_micros == s.size_micros);
-    let hours_dir = hour_spec.map_or_else(
-        || "sales_windows/window=1h".to_string(),
-        |i| format!("sales_windows/window={}", cfg.stream.windows[i].name),
-    );
+    let window = hour_spec.map_or_else(|| "1h".to_string(), |i| cfg.stream.windows[i].name.clone());
     let shared = Arc::new(refresh::Shared {
         view: RwLock::new(refresh::View::default()),
         updates: tokio::sync::broadcast::channel(64).0,
@@ -66,12 +64,19 @@ pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
     let src = refresh::Source {
         lake,
         state_dir: crate::stream::state_dir(cfg),
-        hours_dir,
+        window,
         hour_spec,
         lateness: cfg.stream.allowed_lateness.as_micros() as i64,
         poll: cfg.dashboard.poll_interval,
     };
     let refresher = tokio::spawn(refresh::run(src, shared.clone(), stop.clone()));
+    let ends = tokio::spawn(refresh::end_offsets(
+        cfg.kafka.clone(),
+        cfg.topics.product_sales.clone(),
+        shared.clone(),
+        stop.clone(),
+        std::time::Duration::from_secs(5),
+    ));
     let app = Arc::new(http::App {
         shared,
         token: cfg.dashboard.token.clone().filter(|t| !t.is_empty()),
@@ -92,5 +97,6 @@ pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
         .await
         .map_err(|e| Error::Internal(format!("dashboard server: {e}")))?;
     let _ = refresher.await;
+    let _ = ends.await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! checkpoint moved it reads the checkpoints, lists the hourly windows and reads only the
 //! files it has not read, then publishes a new view and tells the browsers.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::core::{HourFile, HourRow, Index, Live, PartitionState};
+use super::core::{HourRow, Index, LabelRow, Live, PartitionState, Table, WindowFile};
 use crate::io::lake::Lake;
 use crate::shutdown::Shutdown;
 use crate::stream::partition::Checkpoint;
@@ -27,6 +28,8 @@ pub struct View {
     /// Bumped by every refresh that changed something.
     pub generation: u64,
     pub last: RefreshStats,
+    /// The input topic's end offset per partition (for the lag), as last read.
+    pub ends: BTreeMap<i32, i64>,
 }
 
 /// What the last refresh cost.
@@ -49,7 +52,8 @@ pub struct Shared {
 pub struct Source {
     pub lake: Lake,
     pub state_dir: String,
-    pub hours_dir: String,
+    /// The name of the hourly tumbling window (`1h`): its folder in each table.
+    pub window: String,
     pub hour_spec: Option<usize>,
     pub lateness: i64,
     pub poll: Duration,
@@ -68,6 +72,52 @@ pub async fn run(src: Source, shared: Arc<Shared>, stop: Shutdown) {
     }
 }
 
+/// Reads the input topic's end offsets every `every` until shutdown, for the lag. One log
+/// line when the broker stops or starts answering, not one per attempt.
+pub async fn end_offsets(
+    kafka: crate::config::KafkaConfig,
+    topic: String,
+    shared: Arc<Shared>,
+    stop: Shutdown,
+    every: Duration,
+) {
+    let mut up = true;
+    while !stop.is_raised() {
+        let (k, t) = (kafka.clone(), topic.clone());
+        let got = tokio::task::spawn_blocking(move || {
+            let n = crate::io::kafka::partition_counts(&k, &[&t])?
+                .get(&t)
+                .copied()
+                .unwrap_or(0);
+            crate::io::kafka::end_offsets(&k, &[(&t, n)])
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))
+        .and_then(|r| r);
+        match got {
+            Ok(ends) => {
+                if !up {
+                    tracing::info!(message = "Broker answers again; the lag is shown.", topic = %topic);
+                }
+                up = true;
+                if let Ok(mut v) = shared.view.write() {
+                    v.ends = ends.into_iter().map(|(_, p, end)| (p, end)).collect();
+                }
+            }
+            Err(e) => {
+                if up {
+                    tracing::warn!(message = "Cannot read the topic's end offsets; the lag is not shown.", topic = %topic, error = %e);
+                }
+                up = false;
+                if let Ok(mut v) = shared.view.write() {
+                    v.ends.clear();
+                }
+            }
+        }
+        stop.sleep(every).await;
+    }
+}
+
 /// One poll: `Some(signature)` when the checkpoints moved and the view was rebuilt.
 async fn refresh(
     src: &Source,
@@ -81,7 +131,10 @@ async fn refresh(
     let t0 = Instant::now();
     for _attempt in 0..3 {
         let live = read_live(src, &sig).await?;
-        let listing = src.lake.list(&src.hours_dir).await?;
+        let mut listing = Vec::new();
+        for t in Table::ALL {
+            listing.extend(src.lake.list(&t.dir(&src.window)).await?);
+        }
         let wanted = shared
             .view
             .read()
@@ -95,7 +148,11 @@ async fn refresh(
             match src.lake.get(&path).await? {
                 Some(b) => {
                     bytes_read += b.len() as u64;
-                    read.push((path.clone(), decode(&path, b)?));
+                    let table = Table::ALL
+                        .into_iter()
+                        .find(|t| path.starts_with(&t.dir(&src.window)))
+                        .unwrap_or(Table::Products);
+                    read.push((path.clone(), decode(&path, table, b)?));
                 }
                 // Compacted away between the listing and the read: list again.
                 None => vanished = true,
@@ -112,6 +169,8 @@ async fn refresh(
             .map_err(|_| Error::Internal("dashboard view poisoned".into()))?;
         let files_read = read.len();
         let forgotten = v.index.apply(&listing, read);
+        let mut live = live;
+        live.rates = super::health::rates(&v.live, &live);
         v.live = live;
         v.generation += 1;
         v.last = RefreshStats {
@@ -180,14 +239,14 @@ async fn read_live(src: &Source, sig: &[(String, u64, i64)]) -> Result<Live> {
     Ok(live)
 }
 
-/// The rows of one `sales_windows/window=1h` file.
-pub fn decode(path: &str, bytes: Bytes) -> Result<HourFile> {
+/// The rows of one hourly window file of `table`.
+pub fn decode(path: &str, table: Table, bytes: Bytes) -> Result<WindowFile> {
     let err = |e: &dyn std::fmt::Display| Error::Internal(format!("{path}: {e}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| err(&e))?
         .build()
         .map_err(|e| err(&e))?;
-    let mut out = HourFile::default();
+    let mut out = WindowFile::new(table);
     for batch in reader {
         let b = batch.map_err(|e| err(&e))?;
         let col = |name: &str| {
@@ -195,40 +254,46 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<HourFile> {
                 .cloned()
                 .ok_or_else(|| err(&format!("no column {name}")))
         };
-        let (start, id, qty, rev, orders) = (
-            col("window_start")?,
-            col("product_id")?,
-            col("total_quantity_sold")?,
-            col("total_revenue")?,
-            col("order_count")?,
-        );
-        let (name, brand, cat) = (
-            col("product_name")?,
-            col("brand")?,
-            col("product_category")?,
-        );
         let bad = |name: &str| err(&format!("column {name} has an unexpected type"));
-        let start = start
+        let int = |name: &str| -> Result<arrow_array::Int64Array> {
+            col(name)?
+                .as_primitive_opt::<Int64Type>()
+                .cloned()
+                .ok_or_else(|| bad(name))
+        };
+        let text = |name: &str| -> Result<arrow_array::StringArray> {
+            col(name)?
+                .as_string_opt::<i32>()
+                .cloned()
+                .ok_or_else(|| bad(name))
+        };
+        let start = col("window_start")?
             .as_primitive_opt::<TimestampMicrosecondType>()
+            .cloned()
             .ok_or_else(|| bad("window_start"))?;
-        let id = id
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| bad("product_id"))?;
-        let qty = qty
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| bad("total_quantity_sold"))?;
-        let rev = rev
+        let rev = col("total_revenue")?
             .as_primitive_opt::<Decimal128Type>()
+            .cloned()
             .ok_or_else(|| bad("total_revenue"))?;
-        let orders = orders
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| bad("order_count"))?;
+        let (qty, orders) = (int("total_quantity_sold")?, int("order_count")?);
+        if let Some(label_col) = table.label_col() {
+            let label = text(label_col)?;
+            for i in 0..b.num_rows() {
+                out.labels.push(LabelRow {
+                    start: start.value(i),
+                    label: label.value(i).into(),
+                    quantity: qty.value(i),
+                    revenue_cents: rev.value(i) as i64,
+                    orders: orders.value(i),
+                });
+            }
+            continue;
+        }
+        let id = int("product_id")?;
         let (name, brand, cat) = (
-            name.as_string_opt::<i32>()
-                .ok_or_else(|| bad("product_name"))?,
-            brand.as_string_opt::<i32>().ok_or_else(|| bad("brand"))?,
-            cat.as_string_opt::<i32>()
-                .ok_or_else(|| bad("product_category"))?,
+            text("product_name")?,
+            text("brand")?,
+            text("product_category")?,
         );
         for i in 0..b.num_rows() {
             out.rows.push(HourRow {

@@ -5,6 +5,9 @@
 //       at 1280 px and 390 px: console errors, dialogs, screenshots (OUTDIR/dashboard-<w>.png),
 //       whether the keyboard reaches the controls, and the numbers of every panel for each
 //       range, for each category and for one brand: {"width":..,"views":[..]}
+//       with DASH_PRODUCT and DASH_CUSTOMER set, the 1280 px line also has the low-stock
+//       tables, the forecast table of that product (picked in its select) and the
+//       recommendations of that customer, of an unknown one and of a malformed id (typed, Enter)
 //   node dashboard.mjs live URL
 //       prints {"ready":{...}} once the page shows data, then waits for a line on stdin, then
 //       prints {"changed":{...},"ms":..} when the page's totals change (without a reload)
@@ -29,7 +32,7 @@ async function open(width) {
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
   await page.goto(url);
-  await page.waitForFunction(() => Number(document.body.dataset.generation || 0) >= 1, null, { timeout: 30000 });
+  await page.waitForFunction(() => Number(document.body.dataset.refreshed || 0) >= 1, null, { timeout: 30000 });
   return { page, errors, dialogs };
 }
 
@@ -46,6 +49,11 @@ function read() {
     countries: rows('countries'), cards: rows('cards'),
     countries_note: !document.getElementById('countries-note').hidden,
     health: rows('health'), status: text('status'),
+    alerts_open: rows('alerts-open'), alerts_recovered: rows('alerts-recovered'),
+    alerts_empty: document.getElementById('alerts-empty').hidden ? '' : text('alerts-empty'),
+    forecast: rows('forecast'), forecast_sum: text('forecast-sum'),
+    forecast_chart: !!document.querySelector('#forecast-chart canvas'),
+    recs: rows('recs'), recs_sum: text('recs-sum'),
     images: document.querySelectorAll('main img').length,
     chart: !!document.querySelector('#chart canvas'),
   };
@@ -66,6 +74,7 @@ if (mode === 'snapshot') {
     const focus1 = await page.evaluate(() => document.activeElement && document.activeElement.id);
     await page.screenshot({ path: `${outdir}/dashboard-${width}.png`, fullPage: true });
     const views = [];
+    let batch = null;
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     if (width === 1280) {
       for (const r of ['1h', '6h', '24h', '7d', '30d']) views.push(await choose(page, 'range', r));
@@ -75,10 +84,32 @@ if (mode === 'snapshot') {
       const brand = await page.$eval('#brand option:nth-child(2)', (o) => o.value);
       views.push(await choose(page, 'brand', brand));
       await choose(page, 'brand', '');
+      if (process.env.DASH_PRODUCT) {
+        const product = process.env.DASH_PRODUCT;
+        await page.selectOption('#forecast-product', product);
+        await page.waitForFunction((p) => document.body.dataset.forecast === p, product, { timeout: 10000 });
+        batch = { forecast: await page.evaluate(read) };
+        for (const [name, id] of [['customer', process.env.DASH_CUSTOMER], ['unknown', '999999']]) {
+          await page.fill('#customer', id);
+          await page.focus('#customer');
+          await page.keyboard.press('Enter');
+          await page.waitForFunction((w) => document.body.dataset.recs === w, id, { timeout: 10000 }).catch(async (e) => {
+            const seen = await page.evaluate(() => [document.body.dataset.recs, document.getElementById('recs-sum').textContent, document.getElementById('status').textContent]);
+            throw new Error(`recommendations of ${id}: ${e.message}; page has ${JSON.stringify(seen)}; errors ${JSON.stringify(errors)}`);
+          });
+          batch[name] = await page.evaluate(read);
+        }
+        // Not a number: the browser refuses to submit it (the input's pattern); nothing changes.
+        await page.fill('#customer', '12x');
+        await page.keyboard.press('Enter');
+        await page.waitForTimeout(500);
+        batch.invalid = await page.evaluate(read);
+        batch.invalid.mismatch = await page.evaluate(() => document.getElementById('customer').validity.patternMismatch);
+      }
     } else {
       views.push(await page.evaluate(read));
     }
-    out({ width, focus: focus1, overflow, errors, dialogs, views });
+    out({ width, focus: focus1, overflow, errors, dialogs, views, batch });
     await page.context().close();
   }
 } else if (mode === 'live') {

@@ -19,6 +19,7 @@ use serde_json::json;
 use super::core::{Query, Table};
 use super::health::health;
 use super::refresh::Shared;
+use super::runs::{forecast_panel, rec_panel};
 
 const PAGE: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -36,6 +37,8 @@ pub struct App {
     /// Required on every request when set.
     pub token: Option<String>,
     pub stale_after_micros: i64,
+    /// Whether the stream raises low-stock alerts (`alerts` in `stream.features`).
+    pub alerts_on: bool,
     /// Ends the event streams, so that a graceful shutdown does not wait for the browsers.
     pub stop: crate::shutdown::Shutdown,
 }
@@ -65,6 +68,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| asset(UPLOT_LICENSE, "text/plain; charset=utf-8")),
         )
         .route("/api/panels", get(panels))
+        .route("/api/forecast", get(forecast_api))
+        .route("/api/recommendations", get(recommendations_api))
         .route("/api/health", get(health_api))
         .route("/api/events", get(events))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -169,7 +174,12 @@ async fn panels(
     };
     let v = app.shared.view.read().map_err(|_| internal())?;
     let (categories, brands) = v.index.filters();
+    let range = v.index.range(&v.live, q.hours);
+    let alerts = v.alerts.panel(range, |id| v.index.matches(&v.live, &q, id));
     Ok(Json(json!({
+        "refreshed": v.refreshed,
+        "alerts": alerts,
+        "alerts_on": app.alerts_on,
         "generation": v.generation,
         "hourly": v.index.hourly(&v.live, &q),
         "top": v.index.top(&v.live, &q, TOP_N),
@@ -181,11 +191,80 @@ async fn panels(
     .into_response())
 }
 
+/// `product` (forecast) or `customer` (recommendations), with the same filter as the panels.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PickParams {
+    product: Option<String>,
+    customer: Option<String>,
+    /// Accepted (the page sends one query string) and not used: these panels are dated by
+    /// their run, not by the range.
+    #[serde(rename = "range")]
+    _range: Option<String>,
+    category: Option<String>,
+    brand: Option<String>,
+}
+
+impl PickParams {
+    fn query(&self) -> Query {
+        Query {
+            hours: 24,
+            category: self.category.clone().filter(|c| !c.is_empty()),
+            brand: self.brand.clone().filter(|b| !b.is_empty()),
+        }
+    }
+}
+
+/// An optional integer parameter: empty is none, anything else must be a whole number.
+fn id_param(name: &str, v: Option<&str>) -> Result<Option<i64>, Response> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("{name} {s:?}: expected a whole number\n"),
+            )
+                .into_response()
+        }),
+    }
+}
+
+/// The newest forecast run against the daily windows, for one product.
+async fn forecast_api(
+    State(app): State<Arc<App>>,
+    QueryParams(p): QueryParams<PickParams>,
+) -> Result<Response, Response> {
+    let product = id_param("product", p.product.as_deref())?;
+    let q = p.query();
+    let v = app.shared.view.read().map_err(|_| internal())?;
+    let panel = v
+        .forecast
+        .as_ref()
+        .map(|run| forecast_panel(run, &v.index, &v.live, &q, product));
+    Ok(Json(json!({"generation": v.generation, "forecast": panel})).into_response())
+}
+
+/// The newest recommendation run, for one customer or the cold-start list.
+async fn recommendations_api(
+    State(app): State<Arc<App>>,
+    QueryParams(p): QueryParams<PickParams>,
+) -> Result<Response, Response> {
+    let customer = id_param("customer", p.customer.as_deref())?;
+    let q = p.query();
+    let v = app.shared.view.read().map_err(|_| internal())?;
+    let panel = v
+        .recommendations
+        .as_ref()
+        .map(|run| rec_panel(run, &v.index, &v.live, &q, customer));
+    Ok(Json(json!({"generation": v.generation, "recommendations": panel})).into_response())
+}
+
 async fn health_api(State(app): State<Arc<App>>) -> Result<Response, Response> {
     let v = app.shared.view.read().map_err(|_| internal())?;
     let now = chrono::Utc::now().timestamp_micros();
     Ok(Json(json!({
         "generation": v.generation,
+        "refreshed": v.refreshed,
         "health": health(&v.live, &v.ends, now, app.stale_after_micros),
         "refresh": v.last,
     }))

@@ -8,10 +8,13 @@
 //! Bound to loopback by default; any other address needs `dashboard.token`, which every
 //! request must then present (`Authorization: Bearer ...` or the login cookie).
 
+pub mod alerts;
 pub mod core;
 pub mod health;
 mod http;
+mod outputs;
 pub mod refresh;
+pub mod runs;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -57,6 +60,11 @@ pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
         .iter()
         .position(|s| s.size_micros == 3_600_000_000 && s.slide_micros == s.size_micros);
     let window = hour_spec.map_or_else(|| "1h".to_string(), |i| cfg.stream.windows[i].name.clone());
+    let day_spec = cfg
+        .stream
+        .windows
+        .iter()
+        .position(|s| s.size_micros == 86_400_000_000 && s.slide_micros == s.size_micros);
     let shared = Arc::new(refresh::Shared {
         view: RwLock::new(refresh::View::default()),
         updates: tokio::sync::broadcast::channel(64).0,
@@ -66,6 +74,8 @@ pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
         state_dir: crate::stream::state_dir(cfg),
         window,
         hour_spec,
+        day_window: day_spec.map(|i| cfg.stream.windows[i].name.clone()),
+        day_spec,
         lateness: cfg.stream.allowed_lateness.as_micros() as i64,
         poll: cfg.dashboard.poll_interval,
     };
@@ -77,7 +87,25 @@ pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
         stop.clone(),
         std::time::Duration::from_secs(5),
     ));
+    let runs = tokio::spawn(outputs::runs(
+        Lake::open(&cfg.lake, &cfg.s3)?,
+        shared.clone(),
+        stop.clone(),
+        std::time::Duration::from_secs(5),
+    ));
+    let alerts_on = cfg.stream.has(crate::config::Feature::Alerts);
+    let alerts = alerts_on.then(|| {
+        tokio::spawn(outputs::alerts(
+            cfg.kafka.clone(),
+            cfg.topics.low_stock_alerts.clone(),
+            cfg.stream.output_format,
+            shared.clone(),
+            stop.clone(),
+            std::time::Duration::from_secs(2),
+        ))
+    });
     let app = Arc::new(http::App {
+        alerts_on,
         shared,
         token: cfg.dashboard.token.clone().filter(|t| !t.is_empty()),
         stale_after_micros: cfg.dashboard.stale_after.as_micros() as i64,
@@ -98,5 +126,9 @@ pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
         .map_err(|e| Error::Internal(format!("dashboard server: {e}")))?;
     let _ = refresher.await;
     let _ = ends.await;
+    let _ = runs.await;
+    if let Some(a) = alerts {
+        let _ = a.await;
+    }
     Ok(())
 }

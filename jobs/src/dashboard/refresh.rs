@@ -25,11 +25,18 @@ use crate::{Error, Result};
 pub struct View {
     pub index: Index,
     pub live: Live,
-    /// Bumped by every refresh that changed something.
+    /// Bumped by every change of the view (a lake refresh, new alerts, a new batch run).
     pub generation: u64,
+    /// Lake refreshes done: 0 until the index was built once.
+    pub refreshed: u64,
     pub last: RefreshStats,
     /// The input topic's end offset per partition (for the lag), as last read.
     pub ends: BTreeMap<i32, i64>,
+    /// `low_stock_alerts` as read so far.
+    pub alerts: super::alerts::AlertLog,
+    /// The newest published runs of the batch jobs.
+    pub forecast: Option<Arc<super::runs::ForecastRun>>,
+    pub recommendations: Option<Arc<super::runs::RecRun>>,
 }
 
 /// What the last refresh cost.
@@ -55,8 +62,24 @@ pub struct Source {
     /// The name of the hourly tumbling window (`1h`): its folder in each table.
     pub window: String,
     pub hour_spec: Option<usize>,
+    /// The name of the daily tumbling window (`1d`), if the stream has one.
+    pub day_window: Option<String>,
+    pub day_spec: Option<usize>,
     pub lateness: i64,
     pub poll: Duration,
+}
+
+impl Source {
+    /// The folders the index reads, with their tables.
+    fn dirs(&self) -> Vec<(Table, String)> {
+        Table::ALL
+            .into_iter()
+            .filter_map(|t| match t {
+                Table::Daily => self.day_window.as_deref().map(|w| (t, t.dir(w))),
+                _ => Some((t, t.dir(&self.window))),
+            })
+            .collect()
+    }
 }
 
 /// Refreshes until shutdown. A failed refresh is logged and retried at the next poll.
@@ -131,9 +154,10 @@ async fn refresh(
     let t0 = Instant::now();
     for _attempt in 0..3 {
         let live = read_live(src, &sig).await?;
+        let dirs = src.dirs();
         let mut listing = Vec::new();
-        for t in Table::ALL {
-            listing.extend(src.lake.list(&t.dir(&src.window)).await?);
+        for (_, dir) in &dirs {
+            listing.extend(src.lake.list(dir).await?);
         }
         let wanted = shared
             .view
@@ -148,10 +172,13 @@ async fn refresh(
             match src.lake.get(&path).await? {
                 Some(b) => {
                     bytes_read += b.len() as u64;
-                    let table = Table::ALL
-                        .into_iter()
-                        .find(|t| path.starts_with(&t.dir(&src.window)))
-                        .unwrap_or(Table::Products);
+                    let table = dirs
+                        .iter()
+                        .find(|(_, d)| {
+                            path.strip_prefix(d.as_str())
+                                .is_some_and(|r| r.starts_with('/'))
+                        })
+                        .map_or(Table::Products, |(t, _)| *t);
                     read.push((path.clone(), decode(&path, table, b)?));
                 }
                 // Compacted away between the listing and the read: list again.
@@ -173,6 +200,7 @@ async fn refresh(
         live.rates = super::health::rates(&v.live, &live);
         v.live = live;
         v.generation += 1;
+        v.refreshed += 1;
         v.last = RefreshStats {
             files_read,
             bytes_read,
@@ -211,6 +239,7 @@ async fn checkpoints(lake: &Lake, dir: &str) -> Result<Vec<(String, u64, i64)>> 
 async fn read_live(src: &Source, sig: &[(String, u64, i64)]) -> Result<Live> {
     let mut live = Live {
         hour_spec: src.hour_spec,
+        day_spec: src.day_spec,
         lateness: src.lateness,
         ..Default::default()
     };

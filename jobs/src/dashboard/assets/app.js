@@ -122,8 +122,140 @@ async function drawPanels() {
   $('top-empty').hidden = d.top.by_units.length > 0;
   drawBars('countries', d.countries);
   drawBars('cards', d.cards);
+  drawAlerts(d);
   document.body.dataset.generation = d.generation;
+  document.body.dataset.refreshed = d.refreshed;
   document.body.dataset.query = params();
+}
+
+const utc = (t) => t.slice(0, 16).replace('T', ' ');
+
+function alertRows(id, rows) {
+  const body = $(id).tBodies[0];
+  body.replaceChildren();
+  for (const a of rows) {
+    const tr = document.createElement('tr');
+    tr.dataset.product = a.product_id;
+    cell(tr, a.name, 'name');
+    cell(tr, a.brand, 'name narrow-hide');
+    cell(tr, count.format(a.updated_stock));
+    cell(tr, count.format(a.threshold));
+    cell(tr, utc(a.at));
+    body.appendChild(tr);
+  }
+}
+
+function drawAlerts(d) {
+  const a = d.alerts;
+  alertRows('alerts-open', a.open);
+  alertRows('alerts-recovered', a.recoveries);
+  const empty = $('alerts-empty');
+  let why = '';
+  if (!d.alerts_on) why = 'low-stock alerts are off: add "alerts" to stream.features';
+  else if (!a.loaded) why = a.reachable ? 'reading low_stock_alerts…' : 'cannot reach the broker: alerts not read yet';
+  else if (!a.reachable) why = 'cannot reach the broker: alerts as last read';
+  else if (a.open.length === 0) why = 'no open alerts';
+  if (a.undecodable) why += ` (${count.format(a.undecodable)} messages did not decode)`;
+  empty.textContent = why;
+  empty.hidden = why === '';
+  $('recovered-empty').hidden = a.recoveries.length > 0 || !d.alerts_on;
+}
+
+let forecastChart = null;
+function drawForecastChart(f) {
+  const el = $('forecast-chart');
+  const xs = f.days.map((x) => Date.parse(x.date + 'T00:00:00Z') / 1000);
+  const data = [xs, f.days.map((x) => x.actual), f.days.map((x) => x.predicted)];
+  const width = Math.max(280, el.clientWidth);
+  if (typeof uPlot === 'undefined') return;
+  if (forecastChart) { forecastChart.setData(data); forecastChart.setSize({ width, height: 260 }); return; }
+  forecastChart = new uPlot({
+    width, height: 260,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
+    scales: { x: { time: true } },
+    axes: [{}, { label: 'units per day' }],
+    series: [
+      { label: 'day (UTC)' },
+      { label: 'actual', stroke: PALETTE.revenue, width: 2, points: { show: true } },
+      { label: 'forecast', stroke: '#d55e00', width: 2, dash: [6, 4], points: { show: true } },
+    ],
+  }, data, el);
+}
+
+function fillProducts(sel, products, chosen) {
+  sel.replaceChildren();
+  for (const [id, name] of products) {
+    const o = document.createElement('option');
+    o.value = String(id); o.textContent = `${name} (#${id})`;
+    sel.appendChild(o);
+  }
+  if (chosen != null) sel.value = String(chosen);
+}
+
+async function drawForecast() {
+  const p = new URLSearchParams(params());
+  const sel = $('forecast-product');
+  if (sel.value) p.set('product', sel.value);
+  const r = await fetch('/api/forecast?' + p.toString());
+  if (!r.ok) throw new Error('forecast: ' + r.status);
+  const f = (await r.json()).forecast;
+  const body = $('forecast').tBodies[0];
+  body.replaceChildren();
+  $('forecast-empty').hidden = f != null && f.product_id != null;
+  if (!f || f.product_id == null) {
+    $('forecast-sum').textContent = f ? 'no forecast for the products of this filter' : '';
+    fillProducts(sel, [], null);
+    document.body.dataset.forecast = 'none';
+    return;
+  }
+  fillProducts(sel, f.products, f.product_id);
+  const err = f.mae == null ? 'no closed day to compare yet'
+    : `MAE ${f.mae.toFixed(2)} units over ${f.compared_days} days` + (f.wape == null ? '' : `, WAPE ${(100 * f.wape).toFixed(1)} %`);
+  $('forecast-sum').textContent = `run of ${f.run_date}, model ${f.model} (${f.model_version}): ${err}`;
+  for (const x of f.days.slice().reverse()) {
+    const tr = document.createElement('tr');
+    if (x.open) tr.className = 'open';
+    cell(tr, x.date + (x.open ? ' (open)' : ''));
+    cell(tr, x.actual == null ? '–' : count.format(x.actual));
+    cell(tr, x.predicted == null ? '–' : x.predicted.toFixed(1));
+    body.appendChild(tr);
+  }
+  drawForecastChart(f);
+  document.body.dataset.forecast = String(f.product_id);
+}
+
+async function drawRecs() {
+  const p = new URLSearchParams(params());
+  const c = $('customer').value.trim();
+  if (c) p.set('customer', c);
+  const r = await fetch('/api/recommendations?' + p.toString());
+  const body = $('recs').tBodies[0];
+  if (r.status === 400) {
+    body.replaceChildren();
+    $('recs-sum').textContent = 'a customer id is a whole number';
+    document.body.dataset.recs = 'invalid:' + c;
+    return;
+  }
+  if (!r.ok) throw new Error('recommendations: ' + r.status);
+  const d = (await r.json()).recommendations;
+  body.replaceChildren();
+  $('recs-empty').hidden = d != null;
+  if (!d) { $('recs-sum').textContent = ''; document.body.dataset.recs = 'none'; return; }
+  const who = d.customer_id == null ? 'cold-start list (for customers without history)'
+    : d.known ? `customer ${d.customer_id}` : `customer ${d.customer_id} is not in this run: the cold-start list`;
+  const hidden = d.filtered_out ? `, ${d.filtered_out} hidden by the filter` : '';
+  $('recs-sum').textContent = `${who}, run of ${d.run_date}${hidden}`;
+  for (const x of d.items) {
+    const tr = document.createElement('tr');
+    tr.dataset.product = x.product_id;
+    cell(tr, String(x.rank));
+    cell(tr, x.name, 'name');
+    cell(tr, x.brand, 'name narrow-hide');
+    cell(tr, x.score.toFixed(3));
+    cell(tr, x.source, 'name');
+    body.appendChild(tr);
+  }
+  document.body.dataset.recs = c || 'cold';
 }
 
 const fmtRate = (x) => x == null ? '–' : count.format(Math.round(x));
@@ -162,14 +294,20 @@ async function drawHealth() {
 
 async function redraw() {
   try {
-    await Promise.all([drawPanels(), drawHealth()]);
+    await Promise.all([drawPanels(), drawHealth(), drawForecast(), drawRecs()]);
   } catch (e) {
     $('status').textContent = 'cannot reach the server: ' + e.message;
   }
 }
 
 for (const id of ['range', 'category', 'brand']) $(id).addEventListener('change', redraw);
-window.addEventListener('resize', () => { if (chart) chart.setSize({ width: Math.max(280, $('chart').clientWidth), height: 300 }); });
+$('forecast-product').addEventListener('change', () => drawForecast().catch((e) => { $('status').textContent = e.message; }));
+$('recs-form').addEventListener('submit', (e) => { e.preventDefault(); drawRecs().catch((x) => { $('status').textContent = x.message; }); });
+$('forecast-form').addEventListener('submit', (e) => e.preventDefault());
+window.addEventListener('resize', () => {
+  if (chart) chart.setSize({ width: Math.max(280, $('chart').clientWidth), height: 300 });
+  if (forecastChart) forecastChart.setSize({ width: Math.max(280, $('forecast-chart').clientWidth), height: 260 });
+});
 const events = new EventSource('/api/events');
 events.addEventListener('update', redraw);
 events.onerror = () => { $('status').textContent = 'reconnecting…'; };

@@ -10,7 +10,10 @@
 //       recommendations of that customer, of an unknown one and of a malformed id (typed, Enter)
 //   node dashboard.mjs live URL
 //       prints {"ready":{...}} once the page shows data, then waits for a line on stdin, then
-//       prints {"changed":{...},"ms":..} when the page's totals change (without a reload)
+//       prints {"changed":{...},"ms":..} when the page's totals change (without a reload); then,
+//       after a line on stdin (the server is being stopped), {"down":{...}} once the page says it
+//       is reconnecting, and after another line (started again) {"back":{...},"ms":..} once it
+//       has redrawn from the new server by itself
 import { chromium } from 'playwright-core';
 import { createInterface } from 'node:readline';
 
@@ -124,5 +127,17 @@ if (mode === 'snapshot') {
   await page.waitForFunction((u) => document.getElementById('units').textContent.trim() !== u, before.units, { timeout: 60000, polling: 100 });
   const after = await page.evaluate(read);
   out({ changed: after, ms: Date.now() - t0, errors, navigations: 0 });
+  // The server is stopped: the page says so; started again: it reconnects and redraws itself.
+  let navigations = 0;
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations += 1; });
+  for await (const _ of lines) break;
+  await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('reconnecting'), null, { timeout: 20000, polling: 100 });
+  const draws = await page.evaluate(() => Number(document.body.dataset.draws));
+  out({ down: await page.evaluate(read) });
+  for await (const _ of lines) break;
+  const t1 = Date.now();
+  await page.waitForFunction((d) => Number(document.body.dataset.draws) > d && document.getElementById('status').textContent === 'live',
+    draws, { timeout: 30000, polling: 100 });
+  out({ back: await page.evaluate(read), ms: Date.now() - t1, navigations, errors });
 }
 await browser.close();

@@ -204,63 +204,48 @@ pub fn same_as_duckdb(env: &Env, v: &Value, filter: &[&str]) -> Value {
         assert_eq!(h[k], want[k], "{what}, {k}: {h} vs DuckDB {want}");
     }
     for (ours, theirs) in [("by_units", "top_units"), ("by_revenue", "top_revenue")] {
-        let ours: Vec<(i64, i64, i64)> = v["top"][ours]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["product_id"].as_i64().unwrap(),
-                    r["units"].as_i64().unwrap(),
-                    r["revenue_cents"].as_i64().unwrap(),
-                )
-            })
-            .collect();
-        let theirs: Vec<(i64, i64, i64)> = want[theirs]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["product_id"].as_i64().unwrap(),
-                    r["units"].as_i64().unwrap(),
-                    r["revenue_cents"].as_i64().unwrap(),
-                )
-            })
-            .collect();
+        let ours = ranked(&v["top"][ours]);
+        let theirs = ranked(&want[theirs]);
         assert_eq!(ours, theirs, "{what}: top {ours:?}");
     }
     for k in ["countries", "cards"] {
-        let ours: Vec<(String, i64, i64, i64)> = v[k]["bars"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| {
-                (
-                    b["label"].as_str().unwrap().to_string(),
-                    b["revenue_cents"].as_i64().unwrap(),
-                    b["units"].as_i64().unwrap(),
-                    b["orders"].as_i64().unwrap(),
-                )
-            })
-            .collect();
-        let theirs: Vec<(String, i64, i64, i64)> = want[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| {
-                (
-                    b["label"].as_str().unwrap().to_string(),
-                    b["revenue_cents"].as_i64().unwrap(),
-                    b["units"].as_i64().unwrap(),
-                    b["orders"].as_i64().unwrap(),
-                )
-            })
-            .collect();
+        let ours = bars(&v[k]["bars"]);
+        let theirs = bars(&want[k]);
         assert_eq!(ours, theirs, "{what}: {k}");
         assert_eq!(v[k]["all_products"], !filter.is_empty());
     }
     want
+}
+
+/// A top list as JSON (`product_id`, `units`, `revenue_cents`), as tuples in their order.
+pub fn ranked(v: &Value) -> Vec<(i64, i64, i64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["product_id"].as_i64().unwrap(),
+                r["units"].as_i64().unwrap(),
+                r["revenue_cents"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Bars as JSON (`label`, `revenue_cents`, `units`, `orders`), as tuples in their order.
+pub fn bars(v: &Value) -> Vec<(String, i64, i64, i64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["label"].as_str().unwrap().to_string(),
+                b["revenue_cents"].as_i64().unwrap(),
+                b["units"].as_i64().unwrap(),
+                b["orders"].as_i64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// `$1,234.56` -> 123456; `1,234` -> 1234.

@@ -125,6 +125,7 @@ async function drawPanels() {
   drawAlerts(d);
   document.body.dataset.generation = d.generation;
   document.body.dataset.refreshed = d.refreshed;
+  document.body.dataset.draws = Number(document.body.dataset.draws || 0) + 1;
   document.body.dataset.query = params();
 }
 
@@ -311,5 +312,5 @@ window.addEventListener('resize', () => {
 const events = new EventSource('/api/events');
 events.addEventListener('update', redraw);
 events.onerror = () => { $('status').textContent = 'reconnecting…'; };
-setInterval(drawHealth, 15000);
+setInterval(() => drawHealth().catch((e) => { $('status').textContent = 'cannot reach the server: ' + e.message; }), 15000);
 redraw();

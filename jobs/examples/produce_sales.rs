@@ -1,6 +1,6 @@
 //! Benchmark input: produces COUNT Avro `ProductSale` messages (Confluent framing, schema
 //! id 1) for PRODUCTS products, keyed and partitioned like `jobs ingest`. Dense (no DAYS):
-//! event times rising 1 ms per event from 2026-11-01. A shop (DAYS): the orders `jobs
+//! event times rising 1 ms per event from 2026-11-01 (or from `PRODUCE_FROM`, RFC 3339). A shop (DAYS): the orders `jobs
 //! generate` would make over DAYS days ending 2026-11-01 (its hourly and weekly curves,
 //! customers, countries, cards), each of its 36 products split into PRODUCTS / 36 variants.
 //!
@@ -65,6 +65,11 @@ fn main() -> anyhow::Result<()> {
         println!("produced {count} sales over {days} days in {secs:.2} s");
         return Ok(());
     }
+    let from = match std::env::var("PRODUCE_FROM") {
+        Ok(t) => jobs::units::parse_micros(&t)
+            .ok_or_else(|| anyhow::anyhow!("PRODUCE_FROM {t:?} is not a time"))?,
+        Err(_) => t0,
+    };
     let start = Instant::now();
     for i in 0..count {
         let product_id = (i * 7919) % products + 1;
@@ -78,7 +83,7 @@ fn main() -> anyhow::Result<()> {
             brand: ["Dell", "Apple", "Lenovo", "Samsung", "HP"][(product_id % 5) as usize].into(),
             quantity_sold: 1 + (i % 3) as i32,
             price_per_unit_cents: 1_999 + (product_id % 100) * 1_000,
-            transaction_date_micros: t0 + i * 1_000,
+            transaction_date_micros: from + i * 1_000,
             customer_id: Some(i % 50_000),
             country: Some(
                 ["India", "Germany", "France", "USA", "UK", "Brazil", "Japan"][(i % 7) as usize]

@@ -5,6 +5,7 @@
 pub mod avro;
 pub mod db;
 pub mod delivery;
+pub mod group;
 pub mod kafka;
 pub mod lake;
 pub mod lock;

@@ -122,6 +122,23 @@ pub(super) fn subscribe(
     Ok(consumer)
 }
 
+/// The member id the group coordinator gave this consumer (once it has joined).
+pub(super) fn member_id(c: &StreamConsumer<StreamContext>) -> Option<String> {
+    use rdkafka::bindings as rd;
+    let rk = c.client().native_ptr();
+    // SAFETY: `rk` is this live client's handle; the string it returns is ours to free, with
+    // the client's own allocator, once copied.
+    unsafe {
+        let p = rd::rd_kafka_memberid(rk);
+        if p.is_null() {
+            return None;
+        }
+        let s = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        rd::rd_kafka_mem_free(rk, p.cast());
+        (!s.is_empty()).then_some(s)
+    }
+}
+
 /// The group's session timeout: how long a member killed without leaving keeps its
 /// partitions.
 pub(super) fn session_timeout(cfg: &Config) -> Duration {

@@ -29,6 +29,7 @@ pub mod business;
 mod compaction;
 mod consumer;
 mod execute;
+mod membership;
 pub mod outputs;
 pub mod partition;
 pub mod plan;

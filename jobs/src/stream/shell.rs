@@ -16,6 +16,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use super::compaction::{self, Background};
 use super::consumer::{self, Change, StreamContext};
 use super::execute::Io;
+use super::membership::Membership;
 use super::partition::{self, Event, Partition, Position, Recorded, SchemaIds, Settings};
 use super::reference::{self, Snapshot};
 use super::sinks::{RedisSink, SqlSink};
@@ -53,6 +54,7 @@ struct Shell<'a> {
     clock: Instant,
     last_rebalance: Instant,
     session_timeout: Duration,
+    membership: Membership,
 }
 
 /// Runs the stream until `shutdown` is raised (or, with `until_idle`, until drained).
@@ -91,6 +93,9 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
     };
     let deliveries = Deliveries::default();
     let producer = Arc::new(kafka::idempotent_producer(&cfg.kafka, deliveries.clone())?);
+    // Before joining: a crashed predecessor's membership is ended, so the group need not
+    // wait for its session to time out.
+    let membership = Membership::claim(cfg, &lake).await?;
     let consumer = consumer::subscribe(cfg, producer.clone(), metrics.clone())?;
     tracing::info!(message = "Streaming.", topic = %t.product_sales, group = %s.group_id, lake = %lake.url, windows = ?s.windows.iter().map(|w| w.to_string()).collect::<Vec<_>>());
 
@@ -125,6 +130,7 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
         clock: Instant::now(),
         last_rebalance: Instant::now(),
         session_timeout: consumer::session_timeout(cfg),
+        membership,
     };
     shell.refresh_reference().await;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -248,6 +254,10 @@ impl Shell<'_> {
         if changes_seen {
             self.owns_first
                 .store(self.parts.contains_key(&0), Ordering::Relaxed);
+            let id = consumer::member_id(consumer);
+            if let Err(e) = self.membership.record(&self.io.lake, id).await {
+                tracing::warn!(message = "Cannot record the group member id; a crash of this process will hold its partitions for the session timeout.", error = %e);
+            }
         }
         Ok(())
     }

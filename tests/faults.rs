@@ -76,10 +76,11 @@ fn a_stream_restarted_after_kill_9_owns_its_partitions_within_seconds() {
         clean_s.as_secs_f64()
     );
     // The group's session timeout here is 6 s: a run that had to wait out even one dead
-    // member would take longer than that.
+    // member would take that much longer than the crash-free run (14.0 s against 5.0 s when
+    // the eviction was disabled); the margin below it absorbs a loaded machine.
     assert!(
-        after_kills < Duration::from_secs(6),
-        "the restarted stream waited {after_kills:?} for its partitions"
+        after_kills < clean_s + Duration::from_secs(4),
+        "the restarted stream waited {after_kills:?} for its partitions (crash-free: {clean_s:?})"
     );
     // Every event counted once over the runs: the lake's windows equal the crash-free run's.
     let digest = |lake: &str| common::python(&["tests/py/compact_check.py", "digest", lake]);

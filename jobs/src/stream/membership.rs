@@ -6,8 +6,9 @@
 //!
 //! Kafka's static membership (`group.instance.id`) would do the same with the broker's help;
 //! Tansu 0.6.0 answers a static member's heartbeats with REBALANCE_IN_PROGRESS forever
-//! (measured), so it is not used. On an object-store lake there are no locks: nothing is
-//! recorded, and a restart waits for the session timeout as before.
+//! (measured), so it is not used. On an object-store lake there are no locks, and with a TLS
+//! or SASL listener (`security.protocol`) the plain-text request cannot be sent: nothing is
+//! recorded then, and a restart waits for the session timeout as before.
 
 use std::time::Duration;
 
@@ -64,6 +65,15 @@ impl Membership {
             recorded: None,
         };
         if lake.local_root().is_none() {
+            return Ok(m);
+        }
+        // The eviction speaks the protocol in plain text: not to a TLS or SASL listener.
+        let plain = cfg
+            .kafka
+            .properties
+            .get("security.protocol")
+            .is_none_or(|p| p.eq_ignore_ascii_case("plaintext"));
+        if !plain {
             return Ok(m);
         }
         let group = safe(&cfg.stream.group_id);

@@ -1,6 +1,7 @@
-//! Faults an operator meets, each with a figure: here, `jobs stream` restarted again and again
-//! after `kill -9` owns its partitions again within seconds (static group membership), and
-//! still ends with every event counted once.
+//! Faults an operator meets, each with a figure: `jobs stream` restarted again and again after
+//! `kill -9` owns its partitions again within seconds and still counts every event once; the
+//! batch jobs with the broker down publish nothing, leave the date's earlier run as it was, and
+//! rerun cleanly.
 
 mod common;
 
@@ -92,4 +93,68 @@ fn a_stream_restarted_after_kill_9_owns_its_partitions_within_seconds() {
         }
     }
     assert_eq!(ours["sales_raw"]["rows"], 40000);
+}
+
+/// `jobs forecast` and `jobs recommend` with the broker unreachable: exit code 1, one line that
+/// names the cause; the run date's earlier outputs and manifest are left byte for byte; once
+/// the broker is back, a rerun publishes the date again.
+#[test]
+fn batch_jobs_with_the_broker_down_publish_nothing_and_rerun_cleanly() {
+    let env = Env::with_shop_then(Backend::Sqlite, (20, 3000, 120, 4), "[]", None);
+    let down = env.config_with(
+        "down.toml",
+        &[(
+            &format!("brokers = \"{}\"", common::BROKERS),
+            "brokers = \"127.0.0.1:9\"",
+        )],
+    );
+    let lake = std::path::PathBuf::from(env.lake());
+    let snapshot = |dir: &str| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(lake.join(dir))
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                (p.display().to_string(), std::fs::read(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    for (job, table) in [("forecast", "forecasts"), ("recommend", "recommendations")] {
+        let args = [job, "--run-date", "2026-11-20"];
+        let out = env.jobs(&args);
+        assert!(out.status.success(), "{out:?}");
+        let dir = format!("{table}/run_date=2026-11-20");
+        let before = snapshot(&dir);
+        assert!(before.iter().any(|(p, _)| p.ends_with("manifest.json")));
+        let t = Instant::now();
+        let out = env.cmd_with(&down, &args).output().unwrap();
+        let took = t.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{job}: {err}");
+        assert!(
+            err.contains("is the broker running"),
+            "{job}: the cause is named: {err}"
+        );
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error:")).count(),
+            1,
+            "{job}: one line: {err}"
+        );
+        assert!(
+            snapshot(&dir) == before,
+            "{job}: the earlier run was touched"
+        );
+        println!(
+            "{job} with the broker down: exit 1 after {:.1} s",
+            took.as_secs_f64()
+        );
+        let out = env.jobs(&args);
+        assert!(out.status.success(), "{job} rerun: {out:?}");
+        assert!(
+            snapshot(&dir)
+                .iter()
+                .any(|(p, _)| p.ends_with("manifest.json"))
+        );
+    }
 }

@@ -170,9 +170,9 @@ pub fn publish(cfg: &Config, topic: &str, messages: &[(String, Vec<u8>)]) -> Res
     Ok(messages.len() as u64)
 }
 
-/// A run's outputs before its manifest: replaces the run folder `dir` with `batch` as
-/// `part-0.parquet`, then sends `messages` to `topic` and waits until the broker acknowledged
-/// every one.
+/// A run's outputs before its manifest: once the broker answers and `topic` exists, replaces
+/// the run folder `dir` with `batch` as `part-0.parquet`, then sends `messages` to `topic` and
+/// waits until the broker acknowledged every one.
 pub async fn publish_outputs(
     cfg: &Config,
     lake: &Lake,
@@ -182,6 +182,12 @@ pub async fn publish_outputs(
     messages: Vec<(String, Vec<u8>)>,
 ) -> Result<Published> {
     let parquet = crate::io::lake::parquet_bytes(&[batch])?;
+    // Nothing is written, and an earlier run of the date stays as it is, unless the broker
+    // answers and the topic is there: else the run would end without its manifest.
+    let (k, t) = (cfg.kafka.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || crate::io::kafka::partition_counts(&k, &[&t]))
+        .await
+        .map_err(|e| Error::Internal(format!("broker check: {e}")))??;
     let files = write_run(lake, dir, vec![("part-0.parquet".into(), parquet)]).await?;
     let (name, cfg) = (topic.to_string(), cfg.clone());
     let topic = name.clone();

@@ -50,27 +50,27 @@ pub fn bind_address(cfg: &Config) -> Result<SocketAddr> {
     Ok(addr)
 }
 
+/// The index in `stream.windows` of the tumbling window of `size` micros, if there is one.
+fn tumbling(cfg: &Config, size: i64) -> Option<usize> {
+    cfg.stream
+        .windows
+        .iter()
+        .position(|s| s.size_micros == size && s.slide_micros == s.size_micros)
+}
+
 /// Serves until `stop` is raised.
 pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
     let addr = bind_address(cfg)?;
     let lake = Lake::open(&cfg.lake, &cfg.s3)?;
-    let hour_spec = cfg
-        .stream
-        .windows
-        .iter()
-        .position(|s| s.size_micros == 3_600_000_000 && s.slide_micros == s.size_micros);
+    let hour_spec = tumbling(cfg, 3_600_000_000);
     let window = hour_spec.map_or_else(|| "1h".to_string(), |i| cfg.stream.windows[i].name.clone());
-    let day_spec = cfg
-        .stream
-        .windows
-        .iter()
-        .position(|s| s.size_micros == 86_400_000_000 && s.slide_micros == s.size_micros);
+    let day_spec = tumbling(cfg, 86_400_000_000);
     let shared = Arc::new(refresh::Shared {
         view: RwLock::new(refresh::View::default()),
         updates: tokio::sync::broadcast::channel(64).0,
     });
     let src = refresh::Source {
-        lake,
+        lake: lake.clone(),
         state_dir: crate::stream::state_dir(cfg),
         window,
         hour_spec,
@@ -88,7 +88,7 @@ pub async fn run(cfg: &Config, stop: Shutdown) -> Result<()> {
         std::time::Duration::from_secs(5),
     ));
     let runs = tokio::spawn(outputs::runs(
-        Lake::open(&cfg.lake, &cfg.s3)?,
+        lake,
         shared.clone(),
         stop.clone(),
         std::time::Duration::from_secs(5),

@@ -20,6 +20,15 @@ pub enum Error {
         source: Box<sqlx::Error>,
     },
 
+    /// Reading a MariaDB/MySQL server as a replica (`jobs cdc`) failed.
+    #[error("{url}: {what}: {source}")]
+    Binlog {
+        url: String,
+        what: String,
+        #[source]
+        source: Box<mysql_async::Error>,
+    },
+
     /// A Kafka operation failed.
     #[error("kafka {brokers}: {what}: {source}")]
     Kafka {
@@ -131,6 +140,7 @@ impl Error {
             Error::Internal(_) => Fault::Ours,
             Error::Database { .. }
             | Error::Kafka { .. }
+            | Error::Binlog { .. }
             | Error::Registry(_)
             | Error::Avro(_)
             | Error::Redis { .. }

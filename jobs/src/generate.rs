@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub until_micros: Option<i64>,
     /// Number of customers.
     pub customers: u32,
+    /// With `follow_rate`: also lower the stock of what sells and cancel (delete) about one
+    /// order in fifty a moment later: the insert, update and delete mix `jobs cdc` captures.
+    pub changes: bool,
 }
 
 /// What one run inserted.
@@ -42,6 +45,9 @@ pub struct RunOptions {
 pub struct Stats {
     pub sales: u64,
     pub price_changes: u64,
+    /// With `changes`: stock updates and cancelled (deleted) orders.
+    pub stock_updates: u64,
+    pub cancelled: u64,
     pub seconds: f64,
 }
 
@@ -395,7 +401,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: &Shutdown) -> Result
         tracing::info!(message = "Back-fill inserted.", sales = stats.sales, days = opts.days, database = %db.name);
     }
     if let Some(rate) = opts.follow_rate {
-        follow(&db, &mut shop, rate, start, shutdown, &mut stats).await?;
+        follow(&db, &mut shop, (rate, opts.changes), start, shutdown, &mut stats).await?;
     }
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
@@ -404,7 +410,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: &Shutdown) -> Result
 async fn follow(
     db: &Db,
     shop: &mut Shop,
-    rate: f64,
+    (rate, changes): (f64, bool),
     start: i64,
     shutdown: &Shutdown,
     stats: &mut Stats,
@@ -423,6 +429,9 @@ async fn follow(
             insert_sales(db, &sales).await?;
             stats.sales += k;
             since_price_change += k;
+            if changes {
+                stock_and_cancellations(db, shop, &sales, stats).await?;
+            }
         }
         if since_price_change >= 200 {
             since_price_change = 0;
@@ -440,6 +449,47 @@ async fn follow(
             stats.price_changes += apply_prices(db, &prices).await?;
         }
         shutdown.sleep(tick).await;
+    }
+    Ok(())
+}
+
+/// The stock of what sold goes down; about one order in fifty is cancelled (its row deleted).
+async fn stock_and_cancellations(
+    db: &Db,
+    shop: &mut Shop,
+    sales: &[Sale],
+    stats: &mut Stats,
+) -> Result<()> {
+    let mut sold: std::collections::BTreeMap<i64, i64> = Default::default();
+    for s in sales {
+        *sold.entry(s.product_id).or_default() += s.quantity;
+    }
+    for (product, n) in sold {
+        let sql = format!(
+            "UPDATE inventory SET stock_level = stock_level - {n} WHERE product_id = {product}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&db.pool)
+            .await
+            .map_err(db.err("update inventory"))?;
+        stats.stock_updates += 1;
+    }
+    for _ in 0..sales.len() {
+        if shop.rng.random_bool(0.02) {
+            let newest: Option<i64> =
+                sqlx::query_scalar("SELECT max(transaction_id) FROM product_sales")
+                    .fetch_one(&db.pool)
+                    .await
+                    .map_err(db.err("find the newest order"))?;
+            if let Some(id) = newest {
+                let sql = format!("DELETE FROM product_sales WHERE transaction_id = {id}");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&db.pool)
+                    .await
+                    .map_err(db.err("cancel an order"))?;
+                stats.cancelled += 1;
+            }
+        }
     }
     Ok(())
 }

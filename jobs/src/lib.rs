@@ -20,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batch;
+pub mod cdc;
 pub mod compact;
 pub mod config;
 pub mod dashboard;
@@ -34,6 +35,7 @@ pub mod records;
 pub mod schedule;
 pub mod shutdown;
 pub mod stream;
+pub mod sync;
 pub mod units;
 pub mod validate;
 

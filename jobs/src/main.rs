@@ -76,6 +76,16 @@ enum Command {
         #[arg(long)]
         until_idle: bool,
     },
+    /// Capture the changes of a MariaDB/MySQL server's tables from its binlog into Kafka
+    /// (Debezium's envelope, one topic per table), exactly once, until SIGTERM/Ctrl-C.
+    Cdc,
+    /// Keep Redis and a document store (PostgreSQL JSONB) equal to the captured tables,
+    /// from the cdc topics, until SIGTERM/Ctrl-C.
+    Sync {
+        /// Exit once every partition is read to the end it had at start.
+        #[arg(long)]
+        until_idle: bool,
+    },
     /// Merge the small files of the lake's closed date folders (also done by `jobs stream`).
     Compact {
         /// Only this table (repeatable): sales_windows, sales_raw, late_sales, segment_sales,
@@ -212,6 +222,10 @@ struct GenerateArgs {
     /// Number of customers.
     #[arg(long, default_value_t = 2000)]
     customers: u32,
+    /// With --follow: also lower the stock of what sells and cancel (delete) about one order
+    /// in fifty: inserts, updates and deletes for `jobs cdc`.
+    #[arg(long, requires = "follow")]
+    changes: bool,
 }
 
 fn main() -> ExitCode {
@@ -314,12 +328,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: a.seed,
                 until_micros,
                 customers: a.customers,
+                changes: a.changes,
             };
             let stats = jobs::generate::run(&cfg, &opts, &Shutdown::on_signals()).await?;
             println!(
-                "generated {} sales and {} price changes in {:.1} s ({:.0} rows/s)",
+                "generated {} sales, {} price changes, {} stock updates and {} cancellations in {:.1} s ({:.0} rows/s)",
                 stats.sales,
                 stats.price_changes,
+                stats.stock_updates,
+                stats.cancelled,
                 stats.seconds,
                 stats.sales as f64 / stats.seconds.max(1e-9)
             );
@@ -340,6 +357,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!(
                 "consumed {} events: {} aggregated, {} late, {} dead-lettered",
                 c.consumed, c.aggregated, c.late, c.dead_lettered
+            );
+        }
+        Command::Cdc => {
+            let s = jobs::cdc::run(&cfg, Shutdown::on_signals()).await?;
+            println!(
+                "captured {} changes ({} snapshot rows, {} dead-lettered; {} found already delivered)",
+                s.changes, s.snapshot_rows, s.dead_lettered, s.recovered
+            );
+        }
+        Command::Sync { until_idle } => {
+            let opts = jobs::sync::RunOptions { until_idle };
+            let s = jobs::sync::run(&cfg, &opts, Shutdown::on_signals()).await?;
+            println!(
+                "applied {} changes ({} older than what the sinks hold, skipped; {} unreadable, dead-lettered)",
+                s.applied, s.stale, s.dead_lettered
             );
         }
         Command::Compact { tables, before } => compact(&cfg, &tables, before).await?,

@@ -161,8 +161,22 @@ impl StreamMetrics {
     }
 }
 
+/// Metrics that render themselves in the Prometheus text format.
+pub trait Render {
+    fn render(&self) -> String;
+}
+
+impl Render for StreamMetrics {
+    fn render(&self) -> String {
+        StreamMetrics::render(self)
+    }
+}
+
 /// Serves `GET /metrics` on `addr` until the process ends.
-pub async fn serve(addr: String, metrics: std::sync::Arc<StreamMetrics>) -> crate::Result<()> {
+pub async fn serve<M: Render + Send + Sync + 'static>(
+    addr: String,
+    metrics: std::sync::Arc<M>,
+) -> crate::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| crate::Error::file(format!("metrics address {addr}"), e))?;

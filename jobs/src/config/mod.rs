@@ -12,8 +12,10 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod cdc;
 mod sections;
 
+pub use cdc::*;
 pub use sections::*;
 
 use crate::stream::spec::WindowSpec;
@@ -51,6 +53,10 @@ pub struct Config {
     pub compaction: CompactionConfig,
     /// `jobs dashboard`.
     pub dashboard: DashboardConfig,
+    /// `jobs cdc`: the binlog -> Kafka.
+    pub cdc: CdcConfig,
+    /// `jobs sync`: the cdc topics -> Redis and documents.
+    pub sync: SyncConfig,
 }
 
 /// S3 (or S3-compatible) settings. Unset values fall back to `AWS_*` variables.
@@ -277,6 +283,8 @@ impl Default for Config {
             s3: S3Config::default(),
             compaction: CompactionConfig::default(),
             dashboard: DashboardConfig::default(),
+            cdc: CdcConfig::default(),
+            sync: SyncConfig::default(),
         }
     }
 }

@@ -139,6 +139,26 @@ impl Deliveries {
         Ok(())
     }
 
+    /// The oldest batch if it is acknowledged in full, without waiting; an error, saying
+    /// why, when any message was not delivered.
+    pub fn try_take_oldest(&self) -> std::result::Result<Option<Flight>, String> {
+        let mut st = self
+            .0
+            .0
+            .lock()
+            .map_err(|_| "delivery report lock poisoned".to_string())?;
+        if let Some(first) = st.errors.first() {
+            return Err(format!(
+                "{} messages not delivered, first: {first}; the checkpoint did not move, rerun to resume",
+                st.errors.len()
+            ));
+        }
+        Ok(match st.flights.front() {
+            Some(f) if f.done() => st.flights.pop_front(),
+            _ => None,
+        })
+    }
+
     /// Waits until the oldest batch is acknowledged in full and returns its reports. Fails,
     /// saying why, at once when any message (of any batch, or a checkpoint) was not delivered,
     /// or when the batch is not acknowledged within `timeout`.

@@ -1,0 +1,280 @@
+//! `jobs sync`: the cdc topics -> Redis and a document store (PostgreSQL JSONB), kept equal to
+//! the captured tables.
+//!
+//! A consumer group reads the `cdc.<db>.<table>` topics in batches; each batch is reduced to
+//! the newest change per row ([`doc`]) and applied to every sink ([`sinks`]), each of which
+//! writes a row only when the change's source position is newer than the row's. Offsets are
+//! committed after every sink has written: a crash replays at most the last batch, and the
+//! positions make the replay a no-op. A sink that is down is retried with capped backoff
+//! (one log line when it goes, one when it is back), the batch held and nothing committed.
+
+pub mod doc;
+pub mod sinks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::BaseRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::cdc::state::H_POS;
+use crate::config::Config;
+use crate::io::delivery::{Deliveries, NO_BATCH};
+use crate::io::kafka;
+use crate::metrics::Render;
+use crate::shutdown::Shutdown;
+use crate::{Error, Result};
+use doc::{Change, Parsed};
+use sinks::DocSink;
+
+/// How one run goes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Exit once the assigned partitions are read to their end and nothing came for a second.
+    pub until_idle: bool,
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Row writes (per sink).
+    pub applied: u64,
+    /// Changes older than what a sink held (replays, duplicates), left out.
+    pub stale: u64,
+    pub dead_lettered: u64,
+}
+
+/// Counters of `jobs sync`.
+#[derive(Debug, Default)]
+pub struct SyncMetrics {
+    pub applied: AtomicU64,
+    pub stale: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub batches: AtomicU64,
+    pub sink_up: AtomicI64,
+    pub sink_retries: AtomicU64,
+}
+
+impl Render for SyncMetrics {
+    fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut s = String::new();
+        for (name, kind, help, v) in [
+            ("jobs_sync_applied_total", "counter", "Row writes, summed over the sinks.", g(&self.applied)),
+            ("jobs_sync_stale_total", "counter", "Changes older than what the sink held, left out.", g(&self.stale)),
+            ("jobs_sync_dead_lettered_total", "counter", "Unreadable messages sent to the dead-letter topic.", g(&self.dead_lettered)),
+            ("jobs_sync_batches_total", "counter", "Batches applied and committed.", g(&self.batches)),
+            ("jobs_sync_sink_retries_total", "counter", "Sink writes retried after a failure.", g(&self.sink_retries)),
+        ] {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+        let up = self.sink_up.load(Ordering::Relaxed);
+        s.push_str(&format!("# HELP jobs_sync_sinks_up 1 while every sink accepts writes.\n# TYPE jobs_sync_sinks_up gauge\njobs_sync_sinks_up {up}\n"));
+        s
+    }
+}
+
+/// The sinks the configuration names.
+async fn open_sinks(cfg: &Config) -> Result<Vec<Box<dyn DocSink>>> {
+    let set = |u: &Option<String>| u.clone().filter(|u| !u.trim().is_empty());
+    let mut out: Vec<Box<dyn DocSink>> = Vec::new();
+    if let Some(url) = set(&cfg.sync.redis_url) {
+        out.push(Box::new(sinks::RedisDocs::connect(&url, &cfg.sync.redis_prefix).await?));
+    }
+    if let Some(url) = set(&cfg.sync.postgres_url) {
+        crate::cdc::check_identifier("sync.postgres_schema", &cfg.sync.postgres_schema)?;
+        out.push(Box::new(sinks::PgDocs::connect(&url, &cfg.sync.postgres_schema).await?));
+    }
+    if set(&cfg.sync.mongodb_url).is_some() {
+        return Err(Error::Config(
+            "sync.mongodb_url: this build has no MongoDB sink".into(),
+        ));
+    }
+    if out.is_empty() {
+        return Err(Error::Config(
+            "sync: no sink configured; set sync.redis_url and/or sync.postgres_url".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs `jobs sync` until SIGTERM (or, with `until_idle`, the end of the topics).
+pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<Stats> {
+    let (_, db) = crate::cdc::source_url(cfg)?;
+    let tables = match cfg.sync.tables.is_empty() {
+        true => cfg.cdc.tables.clone(),
+        false => cfg.sync.tables.clone(),
+    };
+    let mut by_topic: HashMap<String, String> = HashMap::new();
+    for t in &tables {
+        crate::cdc::check_identifier("sync.tables:", t)?;
+        by_topic.insert(crate::cdc::table_topic(cfg, &db, t), t.clone());
+    }
+    let mut sinks = open_sinks(cfg).await?;
+    let metrics = Arc::new(SyncMetrics::default());
+    metrics.sink_up.store(1, Ordering::Relaxed);
+    if !cfg.sync.metrics_addr.is_empty() {
+        crate::metrics::serve(cfg.sync.metrics_addr.clone(), metrics.clone()).await?;
+    }
+    let mut c = kafka::client_config(&cfg.kafka);
+    c.set("group.id", &cfg.sync.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = c.create().map_err(kafka::err(&cfg.kafka, "create consumer"))?;
+    let topics: Vec<&str> = by_topic.keys().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(kafka::err(&cfg.kafka, "subscribe to the cdc topics"))?;
+    let dlq = kafka::idempotent_producer(&cfg.kafka, Deliveries::default())?;
+    tracing::info!(message = "Sync starting.", topics = ?topics, sinks = ?sinks.iter().map(|s| s.name()).collect::<Vec<_>>());
+
+    let mut stats = Stats::default();
+    let mut idle_since = Instant::now();
+    while !shutdown.is_raised() {
+        // A batch: what arrives within 200 ms of the first message, up to `sync.batch`.
+        let mut changes: Vec<Change> = Vec::new();
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        while changes.len() < cfg.sync.batch && !shutdown.is_raised() {
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+                None => Duration::from_millis(500),
+            };
+            let m = match tokio::time::timeout(wait, consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(message = "Kafka consumer error.", error = %e);
+                    break;
+                }
+                Ok(Ok(m)) => m,
+            };
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(200));
+            let table = by_topic.get(m.topic()).cloned().unwrap_or_default();
+            let pos = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == H_POS)
+                    .and_then(|h| h.value)
+                    .and_then(|v| std::str::from_utf8(v).ok().map(String::from))
+            });
+            match doc::parse(&table, m.key(), m.payload(), pos.as_deref()) {
+                Parsed::Change(ch) => changes.push(ch),
+                Parsed::Tombstone => {}
+                Parsed::Bad(reason) => {
+                    let v = serde_json::json!({
+                        "reason": format!("sync: {reason}"),
+                        "topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
+                    })
+                    .to_string();
+                    let rec = BaseRecord::with_opaque_to(&cfg.cdc.dlq_topic, NO_BATCH)
+                        .key(m.topic())
+                        .payload(v.as_bytes());
+                    kafka::send(&dlq, rec).map_err(kafka::err(&cfg.kafka, "dead-letter a message"))?;
+                    tracing::warn!(message = "Dead-lettered an unreadable cdc message.", topic = m.topic(), offset = m.offset(), %reason);
+                    stats.dead_lettered += 1;
+                    metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            next.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
+        }
+        if next.is_empty() {
+            if opts.until_idle && idle_since.elapsed() >= Duration::from_secs(1) && caught_up(&consumer) {
+                break;
+            }
+            continue;
+        }
+        idle_since = Instant::now();
+        let batch = doc::reduce(changes);
+        for sink in sinks.iter_mut() {
+            let a = apply_with_retry(sink.as_mut(), &batch, &metrics, &shutdown).await?;
+            stats.applied += a.written;
+            stats.stale += a.stale;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &next {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                .map_err(kafka::err(&cfg.kafka, "build the offsets to commit"))?;
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(kafka::err(&cfg.kafka, "commit offsets"))?;
+        metrics.batches.fetch_add(1, Ordering::Relaxed);
+        metrics.applied.store(stats.applied, Ordering::Relaxed);
+        metrics.stale.store(stats.stale, Ordering::Relaxed);
+    }
+    tokio::task::block_in_place(|| crate::io::produce::flush_now(&dlq, Duration::from_secs(10)))
+        .map_err(kafka::err(&cfg.kafka, "flush dead letters"))?;
+    Ok(stats)
+}
+
+/// Applies a batch, retrying a failing sink (capped backoff, the batch held) until it
+/// accepts or `shutdown` is raised.
+async fn apply_with_retry(
+    sink: &mut dyn DocSink,
+    batch: &[Change],
+    metrics: &SyncMetrics,
+    shutdown: &Shutdown,
+) -> Result<sinks::Applied> {
+    let mut failures = 0u32;
+    loop {
+        match sink.apply(batch).await {
+            Ok(a) => {
+                if failures > 0 {
+                    tracing::info!(message = "Sink is back.", sink = sink.name(), failures);
+                    metrics.sink_up.store(1, Ordering::Relaxed);
+                }
+                return Ok(a);
+            }
+            Err(e @ Error::Config(_)) => return Err(e),
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(message = "Sink write failed; retrying with backoff, nothing committed.", sink = sink.name(), error = %e);
+                    metrics.sink_up.store(0, Ordering::Relaxed);
+                }
+                failures += 1;
+                metrics.sink_retries.fetch_add(1, Ordering::Relaxed);
+                if shutdown.is_raised() {
+                    return Err(e);
+                }
+                let ms = (250u64 << failures.min(7)).min(10_000);
+                shutdown.sleep(Duration::from_millis(ms)).await;
+            }
+        }
+    }
+}
+
+/// Every assigned partition read to its end.
+fn caught_up(consumer: &StreamConsumer) -> bool {
+    let Ok(assigned) = consumer.assignment() else {
+        return false;
+    };
+    if assigned.count() == 0 {
+        return false;
+    }
+    let (Ok(positions), Ok(committed)) = (
+        consumer.position(),
+        consumer.committed(Duration::from_secs(5)),
+    ) else {
+        return false;
+    };
+    positions.elements().iter().all(|e| {
+        let at = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => committed
+                .find_partition(e.topic(), e.partition())
+                .and_then(|c| match c.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                }),
+        };
+        let Ok((low, high)) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5))
+        else {
+            return false;
+        };
+        at.map_or(low >= high, |o| o >= high)
+    })
+}

@@ -401,7 +401,15 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: &Shutdown) -> Result
         tracing::info!(message = "Back-fill inserted.", sales = stats.sales, days = opts.days, database = %db.name);
     }
     if let Some(rate) = opts.follow_rate {
-        follow(&db, &mut shop, (rate, opts.changes), start, shutdown, &mut stats).await?;
+        follow(
+            &db,
+            &mut shop,
+            (rate, opts.changes),
+            start,
+            shutdown,
+            &mut stats,
+        )
+        .await?;
     }
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)

@@ -85,14 +85,8 @@ pub fn input(stream: &BinlogStream, event: &Event) -> std::result::Result<Option
         Err(e) => return Err(format!("undecodable event at {pos}: {e}")),
     };
     Ok(Some(match data {
-        // The rotate a server sends at connect comes before the format description, so
-        // its checksum is still on the name: a binlog name is ASCII, the checksum is not.
         EventData::RotateEvent(r) => Input::Rotate {
-            file: r
-                .name()
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-                .collect(),
+            file: rotate_name(r.name_raw()),
             pos: r.position(),
         },
         EventData::GtidEvent(g) => Input::Gtid {
@@ -119,6 +113,21 @@ pub fn input(stream: &BinlogStream, event: &Event) -> std::result::Result<Option
     }))
 }
 
+/// The file a rotate event names. The rotate a server sends at connect comes before the
+/// format description, so its CRC32 is still on the name: 4 bytes after a name that ends in
+/// `.<digits>`, as every binlog file's does.
+fn rotate_name(name: &[u8]) -> String {
+    let is_file = |s: &[u8]| match s.iter().rposition(|b| *b == b'.') {
+        Some(dot) => dot > 0 && dot + 1 < s.len() && s[dot + 1..].iter().all(u8::is_ascii_digit),
+        None => false,
+    };
+    let name = match !is_file(name) && name.len() > 4 && is_file(&name[..name.len() - 4]) {
+        true => &name[..name.len() - 4],
+        false => name,
+    };
+    String::from_utf8_lossy(name).into_owned()
+}
+
 type Image = Option<Vec<Value>>;
 
 fn rows(
@@ -133,9 +142,7 @@ fn rows(
         RowsEventData::UpdateRowsEventV1(_)
         | RowsEventData::UpdateRowsEvent(_)
         | RowsEventData::PartialUpdateRowsEvent(_) => RowsKind::Update,
-        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
-            RowsKind::Delete
-        }
+        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => RowsKind::Delete,
     };
     let Some(tme) = stream.get_tme(r.table_id()) else {
         return Err(format!("a rows event at {pos} without its table map"));
@@ -202,9 +209,18 @@ pub fn wanted(stream: &BinlogStream, event: &Event, db: &str, tables: &[String])
     let mut id = [0u8; 8];
     id[..6].copy_from_slice(&d[..6]);
     match stream.get_tme(u64::from_le_bytes(id)) {
-        Some(tme) => {
-            tme.database_name() == db && tables.iter().any(|n| *n == tme.table_name())
-        }
+        Some(tme) => tme.database_name() == db && tables.iter().any(|n| *n == tme.table_name()),
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_rotate_name_loses_the_checksum_it_came_with() {
+        let name = super::rotate_name;
+        assert_eq!(name(b"mariadb-bin.000003beZp"), "mariadb-bin.000003");
+        assert_eq!(name(b"mariadb-bin.000003"), "mariadb-bin.000003");
+        assert_eq!(name(b"binlog.000012\xff\x01\x9c7"), "binlog.000012");
     }
 }

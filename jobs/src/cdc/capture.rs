@@ -18,6 +18,12 @@ use super::envelope::{self, Image, Op, Source, TableInfo};
 use super::position::{BinlogPos, Kind, Ordinal, file_seq};
 use crate::io::kafka::partition_for;
 
+/// A row's `(before, after)` images.
+pub type RowImages = (Option<Vec<Value>>, Option<Vec<Value>>);
+
+/// A message to write: key, value (`None`: tombstone), ordinal, op.
+type Out = (Vec<u8>, Option<Vec<u8>>, Ordinal, &'static str);
+
 /// A rows event's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowsKind {
@@ -41,7 +47,7 @@ pub enum Input {
         table: String,
         kind: RowsKind,
         /// `(before, after)` images.
-        rows: Vec<(Option<Vec<Value>>, Option<Vec<Value>>)>,
+        rows: Vec<RowImages>,
         /// Column names, when the server logs them (`binlog_row_metadata=FULL`).
         names: Option<Vec<String>>,
         pos: u64,
@@ -266,8 +272,8 @@ impl Capture {
         let topic = self.names.schema_topic(&self.db);
         let source = self.source(&table.name, pos, 0, ts, "false");
         let value = envelope::schema_change(&table, ddl, &source, (self.now_ms)());
-        let key = serde_json::to_vec(&serde_json::json!({ "databaseName": self.db }))
-            .unwrap_or_default();
+        let key =
+            serde_json::to_vec(&serde_json::json!({ "databaseName": self.db })).unwrap_or_default();
         let name = table.name.clone();
         self.tables.insert(name.clone(), table);
         self.push(&mut step, topic, key, Some(value), ordinal, name, "ddl");
@@ -292,7 +298,14 @@ impl Capture {
         }
     }
 
-    fn source<'a>(&'a self, table: &'a str, pos: u64, row: u64, ts: u32, snapshot: &'static str) -> Source<'a> {
+    fn source<'a>(
+        &'a self,
+        table: &'a str,
+        pos: u64,
+        row: u64,
+        ts: u32,
+        snapshot: &'static str,
+    ) -> Source<'a> {
         Source {
             version: env!("CARGO_PKG_VERSION"),
             connector: "mariadb",
@@ -314,7 +327,7 @@ impl Capture {
         &mut self,
         table: &str,
         kind: RowsKind,
-        rows: Vec<(Option<Vec<Value>>, Option<Vec<Value>>)>,
+        rows: Vec<RowImages>,
         names: Option<&[String]>,
         pos: u64,
         ts: u32,
@@ -347,7 +360,7 @@ impl Capture {
             let now = (self.now_ms)();
             let key_before = before.as_ref().map(|b| info.key_of(b));
             let key_after = after.as_ref().map(|a| info.key_of(a));
-            let mut out: Vec<(Vec<u8>, Option<Vec<u8>>, Ordinal, &'static str)> = Vec::new();
+            let mut out: Vec<Out> = Vec::new();
             match (op, key_before, key_after) {
                 // A primary-key change: a delete and its tombstone, then a create.
                 (Op::Update, Some(kb), Some(ka)) if kb != ka => {
@@ -372,13 +385,29 @@ impl Capture {
                 }
             }
             for (key, value, ordinal, op) in out {
-                self.push(step, topic.clone(), key, value, ordinal, table.to_string(), op);
+                self.push(
+                    step,
+                    topic.clone(),
+                    key,
+                    value,
+                    ordinal,
+                    table.to_string(),
+                    op,
+                );
             }
         }
     }
 
     /// A dead letter with the reason and where the event is.
-    fn dead_letter(&mut self, step: &mut Step, table: &str, reason: &str, pos: u64, row: u64, ts: u32) {
+    fn dead_letter(
+        &mut self,
+        step: &mut Step,
+        table: &str,
+        reason: &str,
+        pos: u64,
+        row: u64,
+        ts: u32,
+    ) {
         let value = serde_json::to_vec(&serde_json::json!({
             "reason": reason,
             "db": self.db,
@@ -392,7 +421,15 @@ impl Capture {
         .unwrap_or_default();
         let key = format!("{}.{table}", self.db).into_bytes();
         let ordinal = self.ordinal(pos, row);
-        self.push(step, self.names.dlq.clone(), key, Some(value), ordinal, table.to_string(), "dlq");
+        self.push(
+            step,
+            self.names.dlq.clone(),
+            key,
+            Some(value),
+            ordinal,
+            table.to_string(),
+            "dlq",
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -448,7 +485,10 @@ impl Capture {
             let own = db == self.db;
             let qualified = format!("{}.{}", self.db, name).to_ascii_lowercase();
             let plain = name.to_ascii_lowercase();
-            if words.iter().any(|w| *w == qualified || (own && *w == plain)) {
+            if words
+                .iter()
+                .any(|w| *w == qualified || (own && *w == plain))
+            {
                 out.push(name.clone());
             }
         }

@@ -25,9 +25,13 @@ fn capture() -> Capture {
         dlq: "cdc_dlq".into(),
         server_id: 1,
     };
-    let partitions = [("cdc.shop.products", 3), ("cdc_dlq", 1), ("cdc.shop.schema_changes", 1)]
-        .map(|(t, n)| (t.to_string(), n))
-        .into();
+    let partitions = [
+        ("cdc.shop.products", 3),
+        ("cdc_dlq", 1),
+        ("cdc.shop.schema_changes", 1),
+    ]
+    .map(|(t, n)| (t.to_string(), n))
+    .into();
     let from = BinlogPos {
         file: "mariadb-bin.000001".into(),
         pos: 4,
@@ -39,7 +43,7 @@ fn row(id: i64, name: &str) -> Vec<Value> {
     vec![Value::Int(id), Value::Bytes(name.into())]
 }
 
-fn rows(kind: RowsKind, rows: Vec<(Option<Vec<Value>>, Option<Vec<Value>>)>, pos: u64) -> Input {
+fn rows(kind: RowsKind, rows: Vec<RowImages>, pos: u64) -> Input {
     Input::Rows {
         db: "shop".into(),
         table: "products".into(),
@@ -122,7 +126,10 @@ fn a_replay_after_the_recovery_scan_writes_only_what_is_missing() {
         rest.extend(s.messages);
     }
     let by_partition = |ms: &[Message], p: i32| -> Vec<Ordinal> {
-        ms.iter().filter(|m| m.partition == p).map(|m| m.ordinal).collect()
+        ms.iter()
+            .filter(|m| m.partition == p)
+            .map(|m| m.ordinal)
+            .collect()
     };
     // Per partition, what was there plus what the replay wrote is the uninterrupted run.
     for p in 0..3 {
@@ -144,15 +151,31 @@ fn ddl_names_the_captured_tables_and_bad_rows_are_dead_lettered() {
         ts: 1,
     };
     assert_eq!(
-        c.on(q("ALTER TABLE products ADD COLUMN color VARCHAR(9)", "shop")).reload,
+        c.on(q(
+            "ALTER TABLE products ADD COLUMN color VARCHAR(9)",
+            "shop"
+        ))
+        .reload,
         ["products"]
     );
     assert_eq!(
-        c.on(q("/* x */ alter table `shop`.`products` drop color", "other")).reload,
+        c.on(q(
+            "/* x */ alter table `shop`.`products` drop color",
+            "other"
+        ))
+        .reload,
         ["products"]
     );
-    assert!(c.on(q("alter table products drop color", "other")).reload.is_empty());
-    assert!(c.on(q("ALTER TABLE products_old ADD x INT", "shop")).reload.is_empty());
+    assert!(
+        c.on(q("alter table products drop color", "other"))
+            .reload
+            .is_empty()
+    );
+    assert!(
+        c.on(q("ALTER TABLE products_old ADD x INT", "shop"))
+            .reload
+            .is_empty()
+    );
     let bad = vec![Value::Int(9), Value::Bytes(vec![0xff])];
     let s = c.on(rows(RowsKind::Write, vec![(None, Some(bad))], 800));
     assert_eq!(s.messages.len(), 1);
@@ -170,5 +193,8 @@ fn ddl_names_the_captured_tables_and_bad_rows_are_dead_lettered() {
     assert!(s.boundary);
     let three = vec![Value::Int(4), Value::Bytes("n".into()), Value::NULL];
     let s = c.on(rows(RowsKind::Write, vec![(None, Some(three))], 900));
-    assert_eq!(json(&s.messages[0])["after"]["color"], serde_json::Value::Null);
+    assert_eq!(
+        json(&s.messages[0])["after"]["color"],
+        serde_json::Value::Null
+    );
 }

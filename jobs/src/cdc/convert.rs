@@ -26,18 +26,26 @@ use serde_json::Value as Json;
 /// How one column's values map to JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mapping {
-    Int { unsigned: bool },
+    Int {
+        unsigned: bool,
+    },
     Float,
     Decimal,
     Date,
     /// DATETIME with its fractional digits.
-    DateTime { decimals: u8 },
-    Timestamp { decimals: u8 },
+    DateTime {
+        decimals: u8,
+    },
+    Timestamp {
+        decimals: u8,
+    },
     Time,
     Year,
     Text,
     Binary,
-    Bit { bits: u32 },
+    Bit {
+        bits: u32,
+    },
     /// ENUM with its labels (the binlog carries the 1-based index).
     Enum(Vec<String>),
     /// SET with its labels (the binlog carries a bit mask).
@@ -265,7 +273,10 @@ mod tests {
     #[test]
     fn shop_types_map_as_debezium_does() {
         let dec = col("decimal", "decimal(12,2)", None);
-        assert_eq!(to_json(&dec, &Value::Bytes(b"12.30".to_vec())), Ok(Json::from("12.30")));
+        assert_eq!(
+            to_json(&dec, &Value::Bytes(b"12.30".to_vec())),
+            Ok(Json::from("12.30"))
+        );
         let dt = col("datetime", "datetime(6)", Some(6));
         let v = Value::Date(2026, 12, 3, 10, 15, 0, 123_456);
         assert_eq!(to_json(&dt, &v), Ok(Json::from(1_796_292_900_123_456_i64)));
@@ -274,10 +285,16 @@ mod tests {
         let ts = col("timestamp", "timestamp(3)", Some(3));
         assert_eq!(to_json(&ts, &v), Ok(Json::from("2026-12-03T10:15:00.123Z")));
         let binlog_ts = Value::Bytes(b"1796292900.123000".to_vec());
-        assert_eq!(to_json(&ts, &binlog_ts), Ok(Json::from("2026-12-03T10:15:00.123Z")));
+        assert_eq!(
+            to_json(&ts, &binlog_ts),
+            Ok(Json::from("2026-12-03T10:15:00.123Z"))
+        );
         let text = col("varchar", "varchar(255)", None);
         let emoji = "caf\u{e9} \u{1f600}";
-        assert_eq!(to_json(&text, &Value::Bytes(emoji.into())), Ok(Json::from(emoji)));
+        assert_eq!(
+            to_json(&text, &Value::Bytes(emoji.into())),
+            Ok(Json::from(emoji))
+        );
         assert!(to_json(&text, &Value::Bytes(vec![0xff, 0xfe])).is_err());
         let big = col("bigint", "bigint(20) unsigned", None);
         assert_eq!(to_json(&big, &Value::Int(-1)), Ok(Json::from(u64::MAX)));
@@ -298,11 +315,20 @@ mod tests {
     fn enums_sets_and_bits_read_their_labels() {
         let e = col("enum", "enum('visa','it''s')", None);
         assert_eq!(to_json(&e, &Value::Int(2)), Ok(Json::from("it's")));
-        assert_eq!(to_json(&e, &Value::Bytes(b"visa".to_vec())), Ok(Json::from("visa")));
+        assert_eq!(
+            to_json(&e, &Value::Bytes(b"visa".to_vec())),
+            Ok(Json::from("visa"))
+        );
         assert!(to_json(&e, &Value::Int(3)).is_err());
         let s = col("set", "set('a','b','c')", None);
-        assert_eq!(to_json(&s, &Value::Bytes(vec![0b101])), Ok(Json::from("a,c")));
-        assert_eq!(to_json(&s, &Value::Bytes(b"a,c".to_vec())), Ok(Json::from("a,c")));
+        assert_eq!(
+            to_json(&s, &Value::Bytes(vec![0b101])),
+            Ok(Json::from("a,c"))
+        );
+        assert_eq!(
+            to_json(&s, &Value::Bytes(b"a,c".to_vec())),
+            Ok(Json::from("a,c"))
+        );
         let bit = col("bit", "bit(1)", None);
         assert_eq!(to_json(&bit, &Value::Bytes(vec![1])), Ok(Json::from(true)));
         let geo = col("point", "point", None);

@@ -214,7 +214,8 @@ mod tests {
             pos: 400,
             row: 0,
         };
-        let v: Json = serde_json::from_slice(&value(Op::Create, None, Some(&after), &source, 5)).unwrap();
+        let v: Json =
+            serde_json::from_slice(&value(Op::Create, None, Some(&after), &source, 5)).unwrap();
         assert_eq!(v["op"], "c");
         assert_eq!(v["before"], Json::Null);
         assert_eq!(v["after"]["name"], "Lamp \u{1f4a1}");

@@ -41,14 +41,18 @@ pub async fn snapshot(
             return Ok(rows);
         }
         let Some(table) = capture.table(&tables[progress.table]).cloned() else {
-            return Err(Error::Internal(format!("snapshot of unknown table {}", tables[progress.table])));
+            return Err(Error::Internal(format!(
+                "snapshot of unknown table {}",
+                tables[progress.table]
+            )));
         };
         let page = snap
             .page(&table, progress.after.as_deref(), cfg.cdc.snapshot_batch)
             .await?;
         for values in &page.rows {
             progress.rows += 1;
-            if let Some(m) = capture.snapshot_row(&table.name, values, &progress.at, progress.rows) {
+            if let Some(m) = capture.snapshot_row(&table.name, values, &progress.at, progress.rows)
+            {
                 writer.send(&m)?;
             }
         }
@@ -144,7 +148,15 @@ pub async fn follow(
     while !shutdown.is_raised() {
         let Some(s) = stream.as_mut() else {
             let from = capture.boundary().0.clone();
-            match binlog::open(&server.opts, &server.shown, cfg.cdc.server_id, &from, heartbeat).await {
+            match binlog::open(
+                &server.opts,
+                &server.shown,
+                cfg.cdc.server_id,
+                &from,
+                heartbeat,
+            )
+            .await
+            {
                 Ok(s) => {
                     if backoff.failures > 0 {
                         tracing::info!(message = "Binlog connection restored.", position = %from);
@@ -176,7 +188,10 @@ pub async fn follow(
                     writer.settle()?;
                 }
                 if last_event.elapsed() > heartbeat * 3 {
-                    lost = Some(format!("no event or heartbeat for {:?}", last_event.elapsed()));
+                    lost = Some(format!(
+                        "no event or heartbeat for {:?}",
+                        last_event.elapsed()
+                    ));
                 }
             }
             Ok(None) => lost = Some("the server closed the binlog stream".to_string()),
@@ -221,12 +236,19 @@ pub async fn follow(
                                     Err(e) if fatal(&e) => return Err(e),
                                     Err(e) => {
                                         server.reconnect().await.ok();
-                                        lost = Some(format!("re-read {t} after a DDL statement: {e}"));
+                                        lost =
+                                            Some(format!("re-read {t} after a DDL statement: {e}"));
                                         break;
                                     }
                                 };
                                 tracing::info!(message = "Schema change.", table = %t, ddl = %sql, columns = info.columns.len());
-                                let step = capture.schema_changed(info, &sql, pos, ts, i + 1 == reload.len());
+                                let step = capture.schema_changed(
+                                    info,
+                                    &sql,
+                                    pos,
+                                    ts,
+                                    i + 1 == reload.len(),
+                                );
                                 apply(step, capture, writer, metrics, stats)?;
                             }
                         }

@@ -73,27 +73,71 @@ impl Render for CdcMetrics {
                     .collect()
             })
             .unwrap_or_default();
-        metric("jobs_cdc_messages_total", "counter", "Messages written per table and op (c, u, d, r, tombstone, ddl, dlq).", msgs);
-        metric("jobs_cdc_recovered_total", "counter", "Messages found already delivered after a crash, not sent again.", one(g(&self.recovered)));
-        metric("jobs_cdc_snapshot_rows_total", "counter", "Rows read by the snapshot.", one(g(&self.snapshot_rows)));
-        metric("jobs_cdc_checkpoints_total", "counter", "Positions saved.", one(g(&self.checkpoints)));
-        metric("jobs_cdc_binlog_up", "gauge", "1 while the binlog connection is up.", one(self.binlog_up.load(Ordering::Relaxed).to_string()));
-        metric("jobs_cdc_binlog_retries_total", "counter", "Reconnections to the server.", one(g(&self.binlog_retries)));
+        metric(
+            "jobs_cdc_messages_total",
+            "counter",
+            "Messages written per table and op (c, u, d, r, tombstone, ddl, dlq).",
+            msgs,
+        );
+        metric(
+            "jobs_cdc_recovered_total",
+            "counter",
+            "Messages found already delivered after a crash, not sent again.",
+            one(g(&self.recovered)),
+        );
+        metric(
+            "jobs_cdc_snapshot_rows_total",
+            "counter",
+            "Rows read by the snapshot.",
+            one(g(&self.snapshot_rows)),
+        );
+        metric(
+            "jobs_cdc_checkpoints_total",
+            "counter",
+            "Positions saved.",
+            one(g(&self.checkpoints)),
+        );
+        metric(
+            "jobs_cdc_binlog_up",
+            "gauge",
+            "1 while the binlog connection is up.",
+            one(self.binlog_up.load(Ordering::Relaxed).to_string()),
+        );
+        metric(
+            "jobs_cdc_binlog_retries_total",
+            "counter",
+            "Reconnections to the server.",
+            one(g(&self.binlog_retries)),
+        );
         let (read, head) = (Self::pos(&self.read), Self::pos(&self.head));
         let behind = match (&read, &head) {
             (Some(r), Some(h)) if r.file == h.file => h.pos.saturating_sub(r.pos),
             (Some(r), Some(h)) if r.seq() < h.seq() => h.pos.max(1),
             _ => 0,
         };
-        metric("jobs_cdc_lag_bytes", "gauge", "Bytes of binlog between the server's head and the last event read.", one(behind.to_string()));
+        metric(
+            "jobs_cdc_lag_bytes",
+            "gauge",
+            "Bytes of binlog between the server's head and the last event read.",
+            one(behind.to_string()),
+        );
         let last = self.last_event_ms.load(Ordering::Relaxed);
         let lag_s = if behind == 0 || last == 0 {
             0.0
         } else {
             (chrono::Utc::now().timestamp_millis() - last).max(0) as f64 / 1e3
         };
-        metric("jobs_cdc_lag_seconds", "gauge", "Seconds since the commit of the last event read, while behind the head.", one(format!("{lag_s:.3}")));
-        for (name, pos) in [("read", read), ("head", head), ("saved", Self::pos(&self.saved))] {
+        metric(
+            "jobs_cdc_lag_seconds",
+            "gauge",
+            "Seconds since the commit of the last event read, while behind the head.",
+            one(format!("{lag_s:.3}")),
+        );
+        for (name, pos) in [
+            ("read", read),
+            ("head", head),
+            ("saved", Self::pos(&self.saved)),
+        ] {
             if let Some(p) = pos {
                 metric(
                     &format!("jobs_cdc_{name}_position"),

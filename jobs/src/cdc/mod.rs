@@ -8,10 +8,10 @@
 //! every message and resume point; this module only carries it out.
 
 mod binlog;
-mod follow;
 pub mod capture;
 pub mod convert;
 pub mod envelope;
+mod follow;
 mod metrics;
 pub mod position;
 mod schema;
@@ -52,7 +52,11 @@ pub fn table_topic(cfg: &Config, db: &str, table: &str) -> String {
 
 /// The URL `jobs cdc` reads and its database name.
 pub fn source_url(cfg: &Config) -> Result<(String, String)> {
-    let url = cfg.cdc.url.clone().unwrap_or_else(|| cfg.database_url.clone());
+    let url = cfg
+        .cdc
+        .url
+        .clone()
+        .unwrap_or_else(|| cfg.database_url.clone());
     if !url.starts_with("mysql://") && !url.starts_with("mariadb://") {
         return Err(Error::Config(format!(
             "cdc.url {}: jobs cdc reads MariaDB/MySQL (mysql://USER@HOST:PORT/DB)",
@@ -68,7 +72,8 @@ pub fn source_url(cfg: &Config) -> Result<(String, String)> {
 pub fn check_identifier(what: &str, s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
     match ok {
         true => Ok(()),
         false => Err(Error::Config(format!(
@@ -120,6 +125,12 @@ pub async fn run(cfg: &Config, shutdown: Shutdown) -> Result<Stats> {
         (None, Some(r)) => r.clone(),
         (None, None) => server.head().await?,
     };
+    // Where a crash from now on restarts: written before anything is sent.
+    if ckpt.written_ms == 0 || snapshot.is_some() {
+        writer.acked.resume = Some(from.clone());
+        writer.acked.snapshot = snapshot.as_ref().map(|(_, p)| p.clone());
+        writer.checkpoint_durably()?;
+    }
     let mut capture = Capture::new(names, &db, tables, partitions, from, ckpt.gtid.clone());
     let mut recovered = 0;
     for ((t, p), o) in delivered {
@@ -135,15 +146,8 @@ pub async fn run(cfg: &Config, shutdown: Shutdown) -> Result<Stats> {
     );
     let mut stats = Stats::default();
     if let Some((snap, progress)) = snapshot {
-        stats.snapshot_rows = follow::snapshot(
-            cfg,
-            snap,
-            progress,
-            &mut capture,
-            &mut writer,
-            &shutdown,
-        )
-        .await?;
+        stats.snapshot_rows =
+            follow::snapshot(cfg, snap, progress, &mut capture, &mut writer, &shutdown).await?;
         metrics
             .snapshot_rows
             .store(stats.snapshot_rows, Ordering::Relaxed);
@@ -152,7 +156,16 @@ pub async fn run(cfg: &Config, shutdown: Shutdown) -> Result<Stats> {
             return Ok(stats);
         }
     }
-    follow::follow(cfg, &mut server, &mut capture, &mut writer, &metrics, &shutdown, &mut stats).await?;
+    follow::follow(
+        cfg,
+        &mut server,
+        &mut capture,
+        &mut writer,
+        &metrics,
+        &shutdown,
+        &mut stats,
+    )
+    .await?;
     Ok(stats)
 }
 
@@ -217,7 +230,10 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
         });
     }
     kafka::create_topics(&cfg.kafka, &specs).await?;
-    let out_topics: Vec<String> = specs[..specs.len() - 1].iter().map(|s| s.name.clone()).collect();
+    let out_topics: Vec<String> = specs[..specs.len() - 1]
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
     let kcfg = cfg.kafka.clone();
     let (partitions, saved) = {
         let (state_topic, name) = (cfg.cdc.state_topic.clone(), name.clone());

@@ -23,13 +23,16 @@ pub struct Server {
 /// `mysql://user@host:port/db` -> options, the URL without its password, the database.
 pub fn parse_url(url: &str) -> Result<(Opts, String, String)> {
     let shown = crate::io::db::redact(url);
-    let opts = Opts::from_url(url)
-        .map_err(|e| Error::Config(format!("cdc.url {shown}: {e}")))?;
+    let opts = Opts::from_url(url).map_err(|e| Error::Config(format!("cdc.url {shown}: {e}")))?;
     let db = opts
         .db_name()
         .map(str::to_string)
         .filter(|d| !d.is_empty())
-        .ok_or_else(|| Error::Config(format!("cdc.url {shown}: name the database, as in mysql://root@127.0.0.1:3307/shop")))?;
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "cdc.url {shown}: name the database, as in mysql://root@127.0.0.1:3307/shop"
+            ))
+        })?;
     Ok((opts, shown, db))
 }
 
@@ -162,7 +165,10 @@ impl Server {
             .query("SHOW BINARY LOGS")
             .await
             .map_err(self.err("SHOW BINARY LOGS"))?;
-        Ok(rows.into_iter().filter_map(|r| r.get::<String, _>(0)).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.get::<String, _>(0))
+            .collect())
     }
 
     /// The shape of `table`; refused when it does not exist or has no primary key.

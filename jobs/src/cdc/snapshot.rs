@@ -80,7 +80,9 @@ impl Snapshot {
                 .await
                 .map_err(err(shown, "UNLOCK TABLES"))?;
             let row = row.ok_or_else(|| {
-                Error::Config(format!("cdc: {shown}: SHOW MASTER STATUS is empty: the binary log is off"))
+                Error::Config(format!(
+                    "cdc: {shown}: SHOW MASTER STATUS is empty: the binary log is off"
+                ))
             })?;
             BinlogPos {
                 file: row.get::<String, _>(0).unwrap_or_default(),
@@ -100,7 +102,12 @@ impl Snapshot {
     }
 
     /// Up to `limit` rows of `table` after the key `after` (SQL literals), in key order.
-    pub async fn page(&mut self, table: &TableInfo, after: Option<&[String]>, limit: usize) -> Result<Page> {
+    pub async fn page(
+        &mut self,
+        table: &TableInfo,
+        after: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Page> {
         let quote = |s: &str| format!("`{}`", s.replace('`', "``"));
         let keys: Vec<String> = table
             .key
@@ -123,19 +130,14 @@ impl Snapshot {
         }
         sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", keys.join(", ")));
         // The binary protocol: typed values (dates as dates, integers as integers).
-        let rows: Vec<Row> = self
-            .conn
-            .exec(sql, ())
-            .await
-            .map_err(err(&self.shown, &format!("read {}.{}", table.db, table.name)))?;
+        let rows: Vec<Row> = self.conn.exec(sql, ()).await.map_err(err(
+            &self.shown,
+            &format!("read {}.{}", table.db, table.name),
+        ))?;
         let rows: Vec<Vec<Value>> = rows.into_iter().map(Row::unwrap).collect();
-        let last_key = rows.last().map(|r| {
-            table
-                .key
-                .iter()
-                .map(|&i| r[i].as_sql(false))
-                .collect()
-        });
+        let last_key = rows
+            .last()
+            .map(|r| table.key.iter().map(|&i| r[i].as_sql(false)).collect());
         Ok(Page { rows, last_key })
     }
 

@@ -107,7 +107,8 @@ impl Writer {
         if let Some(v) = &m.value {
             rec = rec.payload(&v[..]);
         }
-        kafka::send(&self.producer, rec).map_err(kafka::err(&self.kafka, format!("send to {}", m.topic)))?;
+        kafka::send(&self.producer, rec)
+            .map_err(kafka::err(&self.kafka, format!("send to {}", m.topic)))?;
         *n += 1;
         if matches!(m.op, "c" | "u" | "d") {
             *changes += 1;
@@ -191,11 +192,25 @@ impl Writer {
         let rec = BaseRecord::with_opaque_to(&self.state_topic, NO_BATCH)
             .key(self.acked.name.as_bytes())
             .payload(&value[..]);
-        kafka::send(&self.producer, rec).map_err(kafka::err(&self.kafka, "write the cdc checkpoint"))?;
+        kafka::send(&self.producer, rec)
+            .map_err(kafka::err(&self.kafka, "write the cdc checkpoint"))?;
         self.written = Instant::now();
         self.dirty = false;
         self.metrics.checkpoint(&self.acked);
         Ok(())
+    }
+
+    /// Writes the checkpoint and waits for the broker to acknowledge it: before a first run
+    /// sends anything, so that a crash at any later moment restarts from it.
+    pub fn checkpoint_durably(&mut self) -> Result<()> {
+        self.checkpoint()?;
+        self.producer
+            .flush(Duration::from_secs(30))
+            .map_err(kafka::err(&self.kafka, "write the first cdc checkpoint"))?;
+        match self.deliveries.first_failure()? {
+            Some(e) => Err(self.failed(format!("write the first cdc checkpoint: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Waits for every batch sent (the open one is left out unless `mark` closes it),

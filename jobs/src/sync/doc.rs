@@ -47,7 +47,12 @@ pub fn key_text(key: &Json) -> Option<String> {
 }
 
 /// One message of `table`'s topic.
-pub fn parse(table: &str, key: Option<&[u8]>, value: Option<&[u8]>, pos_header: Option<&str>) -> Parsed {
+pub fn parse(
+    table: &str,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    pos_header: Option<&str>,
+) -> Parsed {
     let Some(value) = value else {
         return Parsed::Tombstone;
     };
@@ -144,7 +149,10 @@ mod tests {
             parse("products", Some(br#"{"id":7}"#), Some(d), Some(hdr)),
             Parsed::Change(change("7", hdr, None))
         );
-        assert_eq!(parse("products", Some(b"{}"), None, None), Parsed::Tombstone);
+        assert_eq!(
+            parse("products", Some(b"{}"), None, None),
+            Parsed::Tombstone
+        );
         let composite = serde_json::json!({"a": 1, "b": "x"});
         assert_eq!(key_text(&composite).as_deref(), Some("1:x"));
         for (k, v) in [
@@ -153,7 +161,10 @@ mod tests {
             (b"7", br#"{"op":"d"}"#),
             (br#"{"id":1}"#, br#"{"op":"d"}"#),
         ] {
-            assert!(matches!(parse("products", Some(k), Some(v), None), Parsed::Bad(_)));
+            assert!(matches!(
+                parse("products", Some(k), Some(v), None),
+                Parsed::Bad(_)
+            ));
         }
     }
 

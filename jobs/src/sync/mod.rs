@@ -64,13 +64,40 @@ impl Render for SyncMetrics {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = String::new();
         for (name, kind, help, v) in [
-            ("jobs_sync_applied_total", "counter", "Row writes, summed over the sinks.", g(&self.applied)),
-            ("jobs_sync_stale_total", "counter", "Changes older than what the sink held, left out.", g(&self.stale)),
-            ("jobs_sync_dead_lettered_total", "counter", "Unreadable messages sent to the dead-letter topic.", g(&self.dead_lettered)),
-            ("jobs_sync_batches_total", "counter", "Batches applied and committed.", g(&self.batches)),
-            ("jobs_sync_sink_retries_total", "counter", "Sink writes retried after a failure.", g(&self.sink_retries)),
+            (
+                "jobs_sync_applied_total",
+                "counter",
+                "Row writes, summed over the sinks.",
+                g(&self.applied),
+            ),
+            (
+                "jobs_sync_stale_total",
+                "counter",
+                "Changes older than what the sink held, left out.",
+                g(&self.stale),
+            ),
+            (
+                "jobs_sync_dead_lettered_total",
+                "counter",
+                "Unreadable messages sent to the dead-letter topic.",
+                g(&self.dead_lettered),
+            ),
+            (
+                "jobs_sync_batches_total",
+                "counter",
+                "Batches applied and committed.",
+                g(&self.batches),
+            ),
+            (
+                "jobs_sync_sink_retries_total",
+                "counter",
+                "Sink writes retried after a failure.",
+                g(&self.sink_retries),
+            ),
         ] {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
         }
         let up = self.sink_up.load(Ordering::Relaxed);
         s.push_str(&format!("# HELP jobs_sync_sinks_up 1 while every sink accepts writes.\n# TYPE jobs_sync_sinks_up gauge\njobs_sync_sinks_up {up}\n"));
@@ -83,11 +110,15 @@ async fn open_sinks(cfg: &Config) -> Result<Vec<Box<dyn DocSink>>> {
     let set = |u: &Option<String>| u.clone().filter(|u| !u.trim().is_empty());
     let mut out: Vec<Box<dyn DocSink>> = Vec::new();
     if let Some(url) = set(&cfg.sync.redis_url) {
-        out.push(Box::new(sinks::RedisDocs::connect(&url, &cfg.sync.redis_prefix).await?));
+        out.push(Box::new(
+            sinks::RedisDocs::connect(&url, &cfg.sync.redis_prefix).await?,
+        ));
     }
     if let Some(url) = set(&cfg.sync.postgres_url) {
         crate::cdc::check_identifier("sync.postgres_schema", &cfg.sync.postgres_schema)?;
-        out.push(Box::new(sinks::PgDocs::connect(&url, &cfg.sync.postgres_schema).await?));
+        out.push(Box::new(
+            sinks::PgDocs::connect(&url, &cfg.sync.postgres_schema).await?,
+        ));
     }
     if set(&cfg.sync.mongodb_url).is_some() {
         return Err(Error::Config(
@@ -124,7 +155,9 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
     c.set("group.id", &cfg.sync.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = c.create().map_err(kafka::err(&cfg.kafka, "create consumer"))?;
+    let consumer: StreamConsumer = c
+        .create()
+        .map_err(kafka::err(&cfg.kafka, "create consumer"))?;
     let topics: Vec<&str> = by_topic.keys().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -152,7 +185,8 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
                 }
                 Ok(Ok(m)) => m,
             };
-            deadline.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(200));
+            deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(200));
             let table = by_topic.get(m.topic()).cloned().unwrap_or_default();
             let pos = m.headers().and_then(|h| {
                 h.iter()
@@ -172,7 +206,8 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
                     let rec = BaseRecord::with_opaque_to(&cfg.cdc.dlq_topic, NO_BATCH)
                         .key(m.topic())
                         .payload(v.as_bytes());
-                    kafka::send(&dlq, rec).map_err(kafka::err(&cfg.kafka, "dead-letter a message"))?;
+                    kafka::send(&dlq, rec)
+                        .map_err(kafka::err(&cfg.kafka, "dead-letter a message"))?;
                     tracing::warn!(message = "Dead-lettered an unreadable cdc message.", topic = m.topic(), offset = m.offset(), %reason);
                     stats.dead_lettered += 1;
                     metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -181,7 +216,10 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
             next.insert((m.topic().to_string(), m.partition()), m.offset() + 1);
         }
         if next.is_empty() {
-            if opts.until_idle && idle_since.elapsed() >= Duration::from_secs(1) && caught_up(&consumer) {
+            if opts.until_idle
+                && idle_since.elapsed() >= Duration::from_secs(1)
+                && caught_up(&consumer)
+            {
                 break;
             }
             continue;

@@ -367,6 +367,8 @@ const ENV_KEYS: &[&str] = &[
     "s3",
     "compaction",
     "dashboard",
+    "cdc",
+    "sync",
 ];
 
 impl Config {

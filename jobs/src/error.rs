@@ -55,6 +55,14 @@ pub enum Error {
         source: redis::RedisError,
     },
 
+    /// A document store of `jobs sync` failed (MongoDB).
+    #[error("{url}: {what}: {reason}")]
+    Sink {
+        url: String,
+        what: String,
+        reason: String,
+    },
+
     /// The lake (object store) failed.
     #[error("lake {url}: {what}: {source}")]
     Lake {
@@ -141,6 +149,7 @@ impl Error {
             Error::Database { .. }
             | Error::Kafka { .. }
             | Error::Binlog { .. }
+            | Error::Sink { .. }
             | Error::Registry(_)
             | Error::Avro(_)
             | Error::Redis { .. }

@@ -117,6 +117,29 @@ def sinks(a):
     print(json.dumps(out, default=str))
 
 
+def messages(brokers, group, topic):
+    """Every message of `topic`, partition by partition in offset order, to the end."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "enable.partition.eof": True})
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    parts = sorted(md.partitions)
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    done = set()
+    try:
+        while len(done) < len(parts):
+            m = c.poll(5)
+            if m is None:
+                break
+            if m.error():
+                if m.error().code() == -191:  # end of a partition
+                    done.add(m.partition())
+                    continue
+                raise RuntimeError(m.error())
+            yield m
+    finally:
+        c.close()
+
+
 def binlog_counts(a, db, start_file, start_pos):
     _, _, (host, port, user) = mysql_conn(a.mysql)
     cmd = ["mariadb-binlog", "--read-from-remote-server", f"--host={host}", f"--port={port}", f"--user={user}",
@@ -138,23 +161,9 @@ def topics(a):
     first_change = None
     for table in a.tables.split(","):
         topic = f"{a.prefix}.{db}.{table}"
-        c = Consumer({"bootstrap.servers": a.brokers, "group.id": f"{a.group}-{table}",
-                      "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                      "enable.partition.eof": True})
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        parts = sorted(md.partitions)
-        c.assign([TopicPartition(topic, p, 0) for p in parts])
-        done, last, dup, ops, keychanges = set(), {}, 0, Counter(), 0
+        last, dup, ops, keychanges = {}, 0, Counter(), 0
         snapshot_at = None
-        while len(done) < len(parts):
-            m = c.poll(5)
-            if m is None:
-                break
-            if m.error():
-                if m.error().code() == -191:
-                    done.add(m.partition())
-                    continue
-                raise RuntimeError(m.error())
+        for m in messages(a.brokers, f"{a.group}-{table}", topic):
             pos = dict(m.headers() or []).get("jobs.cdc.pos", b"").decode()
             if m.partition() in last and pos <= last[m.partition()]:
                 dup += 1
@@ -172,7 +181,6 @@ def topics(a):
                 key = (v["source"]["file"], v["source"]["pos"])
                 if first_change is None or key < first_change:
                     first_change = key
-        c.close()
         out["tables"][table] = {"ops": dict(ops), "duplicates": dup, "key_changes": keychanges,
                                 "snapshot_at": snapshot_at}
         if snapshot_at:
@@ -193,23 +201,8 @@ def topics(a):
 
 def read(a):
     """Every value of a topic, decoded as JSON (null for a tombstone)."""
-    c = Consumer({"bootstrap.servers": a.brokers, "group.id": a.group, "enable.auto.commit": False,
-                  "auto.offset.reset": "earliest", "enable.partition.eof": True})
-    md = c.list_topics(a.topic, timeout=10).topics[a.topic]
-    parts = sorted(md.partitions)
-    c.assign([TopicPartition(a.topic, p, 0) for p in parts])
-    done, out = set(), []
-    while len(done) < len(parts):
-        m = c.poll(5)
-        if m is None:
-            break
-        if m.error():
-            if m.error().code() == -191:
-                done.add(m.partition())
-                continue
-            raise RuntimeError(m.error())
-        out.append(json.loads(m.value()) if m.value() is not None else None)
-    c.close()
+    out = [json.loads(m.value()) if m.value() is not None else None
+           for m in messages(a.brokers, a.group, a.topic)]
     print(json.dumps(out))
 
 

@@ -9,6 +9,8 @@
 //! (one log line when it goes, one when it is back), the batch held and nothing committed.
 
 pub mod doc;
+#[cfg(feature = "mongodb")]
+mod mongo;
 pub mod sinks;
 
 use std::collections::HashMap;
@@ -120,10 +122,14 @@ async fn open_sinks(cfg: &Config) -> Result<Vec<Box<dyn DocSink>>> {
             sinks::PgDocs::connect(&url, &cfg.sync.postgres_schema).await?,
         ));
     }
-    if set(&cfg.sync.mongodb_url).is_some() {
-        return Err(Error::Config(
-            "sync.mongodb_url: this build has no MongoDB sink".into(),
-        ));
+    if let Some(url) = set(&cfg.sync.mongodb_url) {
+        #[cfg(feature = "mongodb")]
+        out.push(Box::new(mongo::MongoDocs::connect(&url).await?));
+        #[cfg(not(feature = "mongodb"))]
+        return Err(Error::Config(format!(
+            "sync.mongodb_url {}: this build has no MongoDB sink (build with --features mongodb)",
+            crate::io::db::redact(&url)
+        )));
     }
     if out.is_empty() {
         return Err(Error::Config(

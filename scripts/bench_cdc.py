@@ -2,7 +2,8 @@
 
   load        CHANGES row changes on <db>.products: 60% inserts, 30% updates, 10% deletes,
               10,000 rows per transaction (INSERT ... SELECT from MariaDB's sequence engine)
-  wait        until jobs cdc's metrics count CHANGES messages of ops c, u, d
+  wait        until jobs cdc's metrics count CHANGES messages of ops c, u, d and its saved
+              (acknowledged) position is the binlog's head
   wait-redis  until jobs sync has caught up (the products documents equal the live rows' count)
   latency     RATE inserts per second for SECS seconds, one per transaction; the time from COMMIT
               returning to the SET of its document in Redis (keyspace notifications)
@@ -44,12 +45,19 @@ def load(a):
 
 
 def wait(a):
+    """Until every change is counted and the saved position (checkpointed after the broker
+    acknowledged everything before it) has reached the binlog's head."""
+    c = conn(a.db).cursor()
+    c.execute("SHOW MASTER STATUS")
+    file, pos = c.fetchone()[:2]
+    head = (int(file.rsplit(".", 1)[1]), int(pos))
     deadline = time.time() + 3600
     while time.time() < deadline:
         try:
             text = urllib.request.urlopen(a.metrics, timeout=2).read().decode()
             n = sum(int(v) for op, v in re.findall(r'jobs_cdc_messages_total\{table="[^"]+",op="([cud])"\} (\d+)', text))
-            if n >= a.changes:
+            saved = dict(re.findall(r'jobs_cdc_saved_position\{part="(\w+)"\} (\d+)', text))
+            if n >= a.changes and saved and (int(saved["file"]), int(saved["pos"])) >= head:
                 return
         except OSError:
             pass

@@ -175,8 +175,11 @@ def topics(a):
             ops[v["op"]] += 1
             if pos.endswith(".2"):
                 keychanges += 1
-            if v["op"] == "r" and snapshot_at is None:
-                snapshot_at = (v["source"]["file"], v["source"]["pos"])
+            # A snapshot cut off by a crash is taken again later: the binlog is read from
+            # the last one's position.
+            if v["op"] == "r":
+                at = (v["source"]["file"], v["source"]["pos"])
+                snapshot_at = max(snapshot_at or at, at)
             if v["op"] != "r":
                 key = (v["source"]["file"], v["source"]["pos"])
                 if first_change is None or key < first_change:
@@ -184,7 +187,7 @@ def topics(a):
         out["tables"][table] = {"ops": dict(ops), "duplicates": dup, "key_changes": keychanges,
                                 "snapshot_at": snapshot_at}
         if snapshot_at:
-            out["snapshot_at"] = snapshot_at
+            out["snapshot_at"] = max(out.get("snapshot_at") or snapshot_at, snapshot_at)
     start = out.get("snapshot_at") or first_change
     counts = binlog_counts(a, db, start[0], start[1] if out.get("snapshot_at") else 4) if start else Counter()
     ok = True

@@ -1,5 +1,5 @@
 //! The synchronous core of `jobs cdc`: binlog events in, the messages to write out, and the
-//! positions where a restart may resume. No I/O: the shell (`super::stream`) reads the
+//! positions where a restart may resume. No I/O: the shell (`super::follow`) reads the
 //! binlog, sends what this decides and checkpoints the boundaries it reports.
 //!
 //! Invariants:
@@ -243,10 +243,13 @@ impl Capture {
             }
             Input::Query { db, sql, end, .. } => {
                 self.end = end;
-                step.reload = self.ddl_tables(&db, &sql);
-                // A DDL statement commits on its own.
-                self.in_txn = false;
-                if step.reload.is_empty() {
+                // A DDL statement commits on its own (and the transaction before it); any
+                // other statement inside a transaction (SAVEPOINT) does not end it.
+                if is_ddl(&sql) {
+                    step.reload = self.ddl_tables(&db, &sql);
+                    self.in_txn = false;
+                }
+                if step.reload.is_empty() && !self.in_txn {
                     self.mark_boundary(&mut step);
                 }
             }
@@ -257,18 +260,18 @@ impl Capture {
         step
     }
 
-    /// After a DDL statement: the table's new shape, announced on the schema topic. The
-    /// position after the statement becomes a resume point once every reloaded table is in.
+    /// After a DDL statement: the table's new shape, announced on the schema topic (the
+    /// `index`th table the statement names). The position after the statement becomes a
+    /// resume point once every reloaded table is in.
     pub fn schema_changed(
         &mut self,
         table: TableInfo,
         ddl: &str,
-        pos: u64,
-        ts: u32,
-        last: bool,
+        (pos, ts): (u64, u32),
+        (index, last): (usize, bool),
     ) -> Step {
         let mut step = Step::default();
-        let ordinal = self.ordinal(pos, 0);
+        let ordinal = self.ordinal(pos, index as u64);
         let topic = self.names.schema_topic(&self.db);
         let source = self.source(&table.name, pos, 0, ts, "false");
         let value = envelope::schema_change(&table, ddl, &source, (self.now_ms)());
@@ -472,10 +475,6 @@ impl Capture {
     /// The captured tables a DDL statement of default database `db` touches.
     fn ddl_tables(&self, db: &str, sql: &str) -> Vec<String> {
         let lower = strip_comments(sql).to_ascii_lowercase().replace('`', "");
-        let first = lower.split_whitespace().next().unwrap_or("");
-        if !matches!(first, "alter" | "create" | "drop" | "rename" | "truncate") {
-            return Vec::new();
-        }
         let words: Vec<&str> = lower
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '$'))
             .filter(|w| !w.is_empty())
@@ -540,6 +539,13 @@ impl Capture {
             op: "r",
         })
     }
+}
+
+/// Whether a statement is DDL (it commits implicitly).
+fn is_ddl(sql: &str) -> bool {
+    let lower = strip_comments(sql).to_ascii_lowercase();
+    let first = lower.split_whitespace().next().unwrap_or("");
+    matches!(first, "alter" | "create" | "drop" | "rename" | "truncate")
 }
 
 /// The statement without `/* ... */` and `-- ...` comments.

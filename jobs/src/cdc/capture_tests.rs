@@ -188,7 +188,7 @@ fn ddl_names_the_captured_tables_and_bad_rows_are_dead_lettered() {
         name: "color".into(),
         mapping: Mapping::Text,
     });
-    let s = c.schema_changed(t, "ALTER TABLE products ADD color", 600, 1, true);
+    let s = c.schema_changed(t, "ALTER TABLE products ADD color", (600, 1), (0, true));
     assert_eq!(s.messages[0].topic, "cdc.shop.schema_changes");
     assert!(s.boundary);
     let three = vec![Value::Int(4), Value::Bytes("n".into()), Value::NULL];

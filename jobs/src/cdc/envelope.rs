@@ -57,14 +57,27 @@ impl TableInfo {
         self.columns.iter().map(|c| c.name.clone()).collect()
     }
 
-    /// The key of a row image: `{"id": 7}` (JSON bytes, columns in key order).
+    /// The key of a row image: `{"id": 7}` (JSON bytes, the key's columns in name order,
+    /// whatever order a JSON map of this build keeps).
     pub fn key_of(&self, image: &Image) -> Vec<u8> {
-        let mut m = Map::new();
-        for &i in &self.key {
-            let name = &self.columns[i].name;
-            m.insert(name.clone(), image.get(name).cloned().unwrap_or(Json::Null));
+        let mut cols: Vec<&str> = self
+            .key
+            .iter()
+            .map(|&i| self.columns[i].name.as_str())
+            .collect();
+        cols.sort_unstable();
+        let mut out = b"{".to_vec();
+        for (i, name) in cols.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let v = image.get(*name).cloned().unwrap_or(Json::Null);
+            out.extend(serde_json::to_vec(name).unwrap_or_default());
+            out.push(b':');
+            out.extend(serde_json::to_vec(&v).unwrap_or_default());
         }
-        serde_json::to_vec(&Json::Object(m)).unwrap_or_default()
+        out.push(b'}');
+        out
     }
 }
 

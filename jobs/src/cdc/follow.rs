@@ -75,6 +75,8 @@ pub async fn snapshot(
         )?;
     }
     snap.finish().await?;
+    // Saved at once: a crash after this must not take the snapshot again.
+    writer.finish(None, FINISH_TIMEOUT)?;
     tracing::info!(message = "Snapshot done.", rows = progress.rows, position = %progress.at);
     Ok(rows)
 }
@@ -195,7 +197,19 @@ pub async fn follow(
                 }
             }
             Ok(None) => lost = Some("the server closed the binlog stream".to_string()),
-            Ok(Some(Err(e))) => lost = Some(e.to_string()),
+            Ok(Some(Err(e))) => {
+                // The dump's own error packet (a purged file, a taken server id) arrives
+                // here: a retry cannot mend it.
+                let e = Error::Binlog {
+                    url: server.shown.clone(),
+                    what: "read the binlog".into(),
+                    source: Box::new(e),
+                };
+                if fatal(&e) {
+                    return Err(explain(server, cfg, e));
+                }
+                lost = Some(e.to_string());
+            }
             Ok(Some(Ok(event))) => {
                 last_event = Instant::now();
                 let h = event.header();
@@ -245,9 +259,8 @@ pub async fn follow(
                                 let step = capture.schema_changed(
                                     info,
                                     &sql,
-                                    pos,
-                                    ts,
-                                    i + 1 == reload.len(),
+                                    (pos, ts),
+                                    (i, i + 1 == reload.len()),
                                 );
                                 apply(step, capture, writer, metrics, stats)?;
                             }

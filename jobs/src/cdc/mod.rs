@@ -111,12 +111,18 @@ pub async fn run(cfg: &Config, shutdown: Shutdown) -> Result<Stats> {
         _ => {
             let snap =
                 snapshot::Snapshot::begin(&server.opts, &server.shown, server.mariadb).await?;
-            let progress = ckpt.snapshot.clone().unwrap_or(SnapshotProgress {
+            // A snapshot cut off by a crash starts again at the new snapshot's position: its
+            // rows are read as of now, so the binlog must be read from now too (rows read
+            // at T2 labelled with T1's position would be overwritten by older changes).
+            if let Some(p) = &ckpt.snapshot {
+                tracing::warn!(message = "A snapshot was under way; starting it again at a new position.", rows_before = p.rows, old = %p.at, new = %snap.at);
+            }
+            let progress = SnapshotProgress {
                 at: snap.at.clone(),
                 table: 0,
                 after: None,
                 rows: 0,
-            });
+            };
             Some((snap, progress))
         }
     };
@@ -274,6 +280,12 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
         None => None,
     };
     let mut ckpt = match saved {
+        Some(c) if !c.tables.is_empty() && c.tables != cfg.cdc.tables => {
+            return Err(Error::Config(format!(
+                "cdc.tables is {:?}, the saved position {name} was taken for {:?}: a table added now would never be snapshotted; set cdc.name to a new name to start over with a snapshot of all of them",
+                cfg.cdc.tables, c.tables
+            )));
+        }
         Some(c) => c,
         None => {
             // A first run: the partitions' ends now are where recovery scans start.
@@ -288,6 +300,7 @@ async fn prepare(cfg: &Config) -> Result<Prepared> {
             .map_err(|e| Error::Internal(format!("cdc end offsets: {e}")))??;
             Checkpoint {
                 name: name.clone(),
+                tables: cfg.cdc.tables.clone(),
                 offsets: ends
                     .into_iter()
                     .map(|(t, p, o)| (tp_key(&t, p), o))

@@ -22,6 +22,8 @@ use crate::io::kafka;
 
 /// The header with the message's [`Ordinal::key`].
 pub const H_POS: &str = "jobs.cdc.pos";
+/// The header with the capture's name (`cdc.name`): a dead-letter topic may be shared.
+pub const H_CAPTURE: &str = "jobs.cdc.capture";
 
 /// Where a snapshot got to: the tables before `table` are read in full, and `table` up to
 /// the key `after` (its primary-key values as SQL literals).
@@ -38,6 +40,9 @@ pub struct SnapshotProgress {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub name: String,
+    /// The captured tables (`cdc.tables`) the position was taken for.
+    #[serde(default)]
+    pub tables: Vec<String>,
     /// Resume reading here (between transactions).
     pub resume: Option<BinlogPos>,
     /// The GTID of the last transaction before `resume`.
@@ -97,12 +102,17 @@ pub fn scan(
         "cdc topics for recovery",
         |m| {
             let h = m.headers()?;
-            let pos = h
-                .iter()
-                .find(|h| h.key == H_POS)
-                .and_then(|h| h.value)
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(Ordinal::parse)?;
+            let get = |key: &str| {
+                h.iter()
+                    .find(|h| h.key == key)
+                    .and_then(|h| h.value)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+            };
+            // Another capture's messages in a shared topic are not ours to count.
+            if get(H_CAPTURE).is_some_and(|c| c != at.name) {
+                return None;
+            }
+            let pos = get(H_POS).and_then(Ordinal::parse)?;
             Some(((m.topic().to_string(), m.partition()), pos))
         },
     )?;

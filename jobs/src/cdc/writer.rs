@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use super::capture::Message;
 use super::metrics::CdcMetrics;
 use super::position::BinlogPos;
-use super::state::{Checkpoint, H_POS, SnapshotProgress, tp_key};
+use super::state::{Checkpoint, H_CAPTURE, H_POS, SnapshotProgress, tp_key};
 use crate::config::KafkaConfig;
 use crate::io::delivery::{Deliveries, DeliveryContext, NO_BATCH};
 use crate::io::kafka;
@@ -67,7 +67,14 @@ impl Writer {
         metrics: Arc<CdcMetrics>,
     ) -> Result<Writer> {
         let deliveries = Deliveries::default();
-        let producer = kafka::idempotent_producer(kafka, deliveries.clone())?;
+        // Gapless: a message that fails makes the producer fail, so no later message of its
+        // partition is delivered after it (recovery takes "at or before the partition's last"
+        // for "delivered").
+        let mut gapless = kafka.clone();
+        gapless
+            .properties
+            .insert("enable.gapless.guarantee".into(), "true".into());
+        let producer = kafka::idempotent_producer(&gapless, deliveries.clone())?;
         Ok(Writer {
             producer,
             deliveries,
@@ -96,10 +103,15 @@ impl Writer {
             }
         };
         let pos = m.ordinal.key();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: H_POS,
-            value: Some(pos.as_bytes()),
-        });
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: H_POS,
+                value: Some(pos.as_bytes()),
+            })
+            .insert(Header {
+                key: H_CAPTURE,
+                value: Some(self.acked.name.as_bytes()),
+            });
         let mut rec = BaseRecord::with_opaque_to(&m.topic, *batch)
             .partition(m.partition)
             .key(&m.key[..])
@@ -189,7 +201,9 @@ impl Writer {
     pub fn checkpoint(&mut self) -> Result<()> {
         self.acked.written_ms = chrono::Utc::now().timestamp_millis();
         let value = serde_json::to_vec(&self.acked).unwrap_or_default();
+        // Partition 0, where `state::load` reads (a state topic may have more).
         let rec = BaseRecord::with_opaque_to(&self.state_topic, NO_BATCH)
+            .partition(0)
             .key(self.acked.name.as_bytes())
             .payload(&value[..]);
         kafka::send(&self.producer, rec)

@@ -77,6 +77,26 @@ impl Default for CdcConfig {
     }
 }
 
+impl CdcConfig {
+    /// Values that would make the capture loop or stall.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::Error::Config(m));
+        if self.snapshot_batch == 0 {
+            return bad("cdc.snapshot_batch must be at least 1".into());
+        }
+        if self.heartbeat < Duration::from_millis(100) {
+            return bad(format!(
+                "cdc.heartbeat must be at least 100ms, got {:?}",
+                self.heartbeat
+            ));
+        }
+        if self.tables.is_empty() {
+            return bad("cdc.tables is empty: name the tables to capture".into());
+        }
+        Ok(())
+    }
+}
+
 /// `jobs sync`: the cdc topics -> Redis and a document store, deduplicated by source
 /// position.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

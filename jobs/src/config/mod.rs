@@ -420,6 +420,10 @@ impl Config {
         if self.stream.top_n == 0 {
             return Err(Error::Config("stream.top_n must be at least 1".into()));
         }
+        self.cdc.validate()?;
+        if self.sync.batch == 0 {
+            return Err(Error::Config("sync.batch must be at least 1".into()));
+        }
         let c = &self.compaction;
         if !(c.cpu_share > 0.0 && c.cpu_share <= 1.0) {
             return Err(Error::Config(format!(

@@ -15,8 +15,7 @@ use crate::cdc::position::{Kind, Ordinal, file_seq};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub table: String,
-    /// The primary key as text: the value of a one-column key, values joined by `:`
-    /// otherwise.
+    /// The primary key as text ([`key_text`]).
     pub key: String,
     /// The source position ([`Ordinal::key`]).
     pub pos: String,
@@ -33,17 +32,18 @@ pub enum Parsed {
     Bad(String),
 }
 
-/// The key of a row as text (`{"id":7}` -> `7`; `{"a":1,"b":"x"}` -> `1:x`).
+/// The key of a row as text: the value of a one-column key (`{"id":7}` -> `7`); for a
+/// composite key, its values as a JSON array in column-name order (`{"a":1,"b":"x:y"}` ->
+/// `[1,"x:y"]`), which no two keys share.
 pub fn key_text(key: &Json) -> Option<String> {
-    let parts: Vec<String> = key
-        .as_object()?
-        .values()
-        .map(|v| match v {
-            Json::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(":"))
+    let mut entries: Vec<(&String, &Json)> = key.as_object()?.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    match entries.as_slice() {
+        [] => None,
+        [(_, Json::String(s))] => Some(s.clone()),
+        [(_, v)] => Some(v.to_string()),
+        many => Some(Json::Array(many.iter().map(|(_, v)| (*v).clone()).collect()).to_string()),
+    }
 }
 
 /// One message of `table`'s topic.
@@ -153,8 +153,8 @@ mod tests {
             parse("products", Some(b"{}"), None, None),
             Parsed::Tombstone
         );
-        let composite = serde_json::json!({"a": 1, "b": "x"});
-        assert_eq!(key_text(&composite).as_deref(), Some("1:x"));
+        let composite = serde_json::json!({"b": "x:y", "a": 1});
+        assert_eq!(key_text(&composite).as_deref(), Some(r#"[1,"x:y"]"#));
         for (k, v) in [
             (&br#"{"id":1}"#[..], &b"not json"[..]),
             (br#"{"id":1}"#, br#"{"op":"x"}"#),

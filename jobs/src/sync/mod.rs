@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
@@ -107,6 +110,35 @@ impl Render for SyncMetrics {
     }
 }
 
+/// Logs each rebalance: which partitions this process now reads.
+struct SyncContext;
+
+impl ClientContext for SyncContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        kafka::log_client_error(error, reason);
+    }
+}
+
+impl ConsumerContext for SyncContext {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let list = |tpl: &TopicPartitionList| -> Vec<String> {
+            tpl.elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(message = "Partitions assigned.", partitions = ?list(tpl))
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(message = "Partitions revoked.", partitions = ?list(tpl))
+            }
+            Rebalance::Error(e) => tracing::warn!(message = "Rebalance failed.", error = %e),
+        }
+    }
+}
+
 /// The sinks the configuration names.
 async fn open_sinks(cfg: &Config) -> Result<Vec<Box<dyn DocSink>>> {
     let set = |u: &Option<String>| u.clone().filter(|u| !u.trim().is_empty());
@@ -161,14 +193,15 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
     c.set("group.id", &cfg.sync.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = c
-        .create()
+    let consumer: StreamConsumer<SyncContext> = c
+        .create_with_context(SyncContext)
         .map_err(kafka::err(&cfg.kafka, "create consumer"))?;
     let topics: Vec<&str> = by_topic.keys().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .map_err(kafka::err(&cfg.kafka, "subscribe to the cdc topics"))?;
-    let dlq = kafka::idempotent_producer(&cfg.kafka, Deliveries::default())?;
+    let dlq_reports = Deliveries::default();
+    let dlq = kafka::idempotent_producer(&cfg.kafka, dlq_reports.clone())?;
     tracing::info!(message = "Sync starting.", topics = ?topics, sinks = ?sinks.iter().map(|s| s.name()).collect::<Vec<_>>());
 
     let mut stats = Stats::default();
@@ -176,6 +209,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
     while !shutdown.is_raised() {
         // A batch: what arrives within 200 ms of the first message, up to `sync.batch`.
         let mut changes: Vec<Change> = Vec::new();
+        let dead_before = stats.dead_lettered;
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
         let mut deadline: Option<tokio::time::Instant> = None;
         while changes.len() < cfg.sync.batch && !shutdown.is_raised() {
@@ -237,14 +271,30 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
             stats.applied += a.written;
             stats.stale += a.stale;
         }
+        if stats.dead_lettered > dead_before {
+            // The dead letters are in the broker before the offsets that pass their messages.
+            tokio::task::block_in_place(|| {
+                crate::io::produce::flush_now(&dlq, Duration::from_secs(30))
+            })
+            .map_err(kafka::err(&cfg.kafka, "flush dead letters"))?;
+            if let Some(e) = dlq_reports.first_failure()? {
+                return Err(Error::Config(format!(
+                    "sync: a dead letter was not delivered to {} ({e}); nothing committed, rerun to resume",
+                    cfg.cdc.dlq_topic
+                )));
+            }
+        }
         let mut tpl = TopicPartitionList::new();
         for ((t, p), o) in &next {
             tpl.add_partition_offset(t, *p, Offset::Offset(*o))
                 .map_err(kafka::err(&cfg.kafka, "build the offsets to commit"))?;
         }
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(kafka::err(&cfg.kafka, "commit offsets"))?;
+        // A commit refused across a rebalance (the partitions moved on) loses nothing: the
+        // sinks hold the batch, and whoever owns the partitions now replays it, which the
+        // positions make a no-op.
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(message = "Offset commit refused; the batch will be replayed by the partitions' owner.", error = %e);
+        }
         metrics.batches.fetch_add(1, Ordering::Relaxed);
         metrics.applied.store(stats.applied, Ordering::Relaxed);
         metrics.stale.store(stats.stale, Ordering::Relaxed);
@@ -291,7 +341,7 @@ async fn apply_with_retry(
 }
 
 /// Every assigned partition read to its end.
-fn caught_up(consumer: &StreamConsumer) -> bool {
+fn caught_up(consumer: &StreamConsumer<SyncContext>) -> bool {
     let Ok(assigned) = consumer.assignment() else {
         return false;
     };

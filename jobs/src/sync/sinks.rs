@@ -217,7 +217,11 @@ impl PgDocs {
             let name = self.ensure(t).await?;
             let rows: Vec<&Change> = changes.iter().filter(|c| c.table == t).collect();
             let ids: Vec<&str> = rows.iter().map(|c| c.key.as_str()).collect();
-            let docs: Vec<Option<&str>> = rows.iter().map(|c| c.doc.as_deref()).collect();
+            // jsonb cannot hold U+0000: it is stored as U+FFFD (Redis keeps the original).
+            let docs: Vec<Option<String>> = rows
+                .iter()
+                .map(|c| c.doc.as_ref().map(|d| d.replace("\\u0000", "\\ufffd")))
+                .collect();
             let pos: Vec<&str> = rows.iter().map(|c| c.pos.as_str()).collect();
             let sql = format!(
                 "INSERT INTO {name} AS t (id, doc, source_pos, deleted)
@@ -226,7 +230,7 @@ impl PgDocs {
                  ON CONFLICT (id) DO UPDATE
                  SET doc = EXCLUDED.doc, source_pos = EXCLUDED.source_pos,
                      deleted = EXCLUDED.deleted, updated_at = now()
-                 WHERE t.source_pos < EXCLUDED.source_pos"
+                 WHERE t.source_pos COLLATE \"C\" < EXCLUDED.source_pos COLLATE \"C\""
             );
             let r = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&ids)

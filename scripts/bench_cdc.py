@@ -66,15 +66,21 @@ def wait(a):
 
 
 def wait_redis(a):
+    """Until jobs sync has drained its backlog: Redis holds as many documents as the table has
+    rows and has run no command for 2 s."""
     c = conn(a.db).cursor()
     c.execute("SELECT count(*) FROM products")
     want = c.fetchone()[0]
     r = redis.Redis(host="127.0.0.1", port=6379)
-    while True:
-        n = sum(1 for _ in r.scan_iter(match=f"{a.prefix}products:*", count=10_000))
-        if n >= want:
-            return
+    while sum(1 for _ in r.scan_iter(match=f"{a.prefix}products:*", count=10_000)) < want:
         time.sleep(0.5)
+    last = None
+    while True:
+        n = r.info("stats")["total_commands_processed"]
+        if last is not None and n - last < 10:
+            return
+        last = n
+        time.sleep(2)
 
 
 def latency(a):

@@ -121,7 +121,10 @@ def messages(brokers, group, topic):
     """Every message of `topic`, partition by partition in offset order, to the end."""
     c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False,
                   "auto.offset.reset": "earliest", "enable.partition.eof": True})
-    md = c.list_topics(topic, timeout=10).topics[topic]
+    md = c.list_topics(topic, timeout=10).topics.get(topic)
+    if md is None or md.error is not None or not md.partitions:
+        c.close()  # not created yet: nothing written to it so far
+        return
     parts = sorted(md.partitions)
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     done = set()

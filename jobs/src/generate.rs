@@ -6,7 +6,7 @@
 //! (so a forecast has signal), some guest checkouts (no customer id), and inventory.
 //! Deterministic for a given `--seed` and `--until`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{Datelike, Timelike};
 use rand::{Rng, SeedableRng};
@@ -17,6 +17,9 @@ use crate::config::Config;
 use crate::io::db::{Db, Dialect};
 use crate::shutdown::Shutdown;
 use crate::units::{format_cents, format_micros};
+
+mod live;
+use live::follow;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -413,93 +416,6 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: &Shutdown) -> Result
     }
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
-}
-
-async fn follow(
-    db: &Db,
-    shop: &mut Shop,
-    (rate, changes): (f64, bool),
-    start: i64,
-    shutdown: &Shutdown,
-    stats: &mut Stats,
-) -> Result<()> {
-    let tick = Duration::from_millis(200);
-    let mut carry = 0.0;
-    let mut since_price_change = 0u64;
-    tracing::info!(message = "Inserting live orders; Ctrl-C to stop.", rate);
-    while !shutdown.is_raised() {
-        carry += rate * tick.as_secs_f64();
-        let k = carry.floor() as u64;
-        carry -= k as f64;
-        let now = chrono::Utc::now().timestamp_micros();
-        let sales: Vec<Sale> = (0..k).map(|_| shop.order(now, start)).collect();
-        if !sales.is_empty() {
-            insert_sales(db, &sales).await?;
-            stats.sales += k;
-            since_price_change += k;
-            if changes {
-                stock_and_cancellations(db, shop, &sales, stats).await?;
-            }
-        }
-        if since_price_change >= 200 {
-            since_price_change = 0;
-            let p = shop.rng.random_range(0..CATALOGUE.len());
-            let list = CATALOGUE[p].3;
-            let factor: f64 = [0.9, 0.95, 1.0, 1.05][shop.rng.random_range(0..4)];
-            let cents = ((list as f64 * factor).round() as i64) * 100;
-            shop.products[p].prices.push((now, cents));
-            let mut prices = shop.prices_at(now);
-            prices.iter_mut().enumerate().for_each(|(i, c)| {
-                if i != p {
-                    *c = -1
-                }
-            });
-            stats.price_changes += apply_prices(db, &prices).await?;
-        }
-        shutdown.sleep(tick).await;
-    }
-    Ok(())
-}
-
-/// The stock of what sold goes down; about one order in fifty is cancelled (its row deleted).
-async fn stock_and_cancellations(
-    db: &Db,
-    shop: &mut Shop,
-    sales: &[Sale],
-    stats: &mut Stats,
-) -> Result<()> {
-    let mut sold: std::collections::BTreeMap<i64, i64> = Default::default();
-    for s in sales {
-        *sold.entry(s.product_id).or_default() += s.quantity;
-    }
-    for (product, n) in sold {
-        let sql = format!(
-            "UPDATE inventory SET stock_level = stock_level - {n} WHERE product_id = {product}"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(&db.pool)
-            .await
-            .map_err(db.err("update inventory"))?;
-        stats.stock_updates += 1;
-    }
-    for _ in 0..sales.len() {
-        if shop.rng.random_bool(0.02) {
-            let newest: Option<i64> =
-                sqlx::query_scalar("SELECT max(transaction_id) FROM product_sales")
-                    .fetch_one(&db.pool)
-                    .await
-                    .map_err(db.err("find the newest order"))?;
-            if let Some(id) = newest {
-                let sql = format!("DELETE FROM product_sales WHERE transaction_id = {id}");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&db.pool)
-                    .await
-                    .map_err(db.err("cancel an order"))?;
-                stats.cancelled += 1;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Catalogue, customers and inventory; rows that exist are left alone.

@@ -53,15 +53,49 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
     assert_eq!(dates.first(), Some(&"2026-11-20"));
     assert_eq!(dates.last(), Some(&"2026-11-26"));
     let version = kafka[0][4].as_str().unwrap().to_string();
-    assert!(version.starts_with("ols-20261120-"), "{version}");
+    assert!(version.starts_with("auto-20261120-"), "{version}");
     assert!(
         kafka
             .iter()
             .all(|r| r[4] == version.as_str() && r[5] == RUN_DATE)
     );
     assert!(kafka.iter().all(|r| r[2].as_f64().unwrap() >= 0.0));
-    // 100 days of history: every product that sells has a model, none falls back.
-    assert!(kafka.iter().all(|r| r[3] == "ols"), "{kafka:?}");
+    // 100 days of history: every product is backtested and gets the average of the two
+    // models that did best on its own history; the manifest counts the choices.
+    let models = ["ols", "ridge", "poisson", "seasonal_naive"];
+    for r in kafka {
+        let parts: Vec<&str> = r[3].as_str().unwrap().split('+').collect();
+        assert!(
+            parts.len() == 2 && parts[0] != parts[1] && parts.iter().all(|p| models.contains(p)),
+            "{r:?}"
+        );
+        // The interval holds the point and never goes below zero.
+        let (q, lo, hi) = (
+            r[2].as_f64().unwrap(),
+            r[6].as_f64().unwrap(),
+            r[7].as_f64().unwrap(),
+        );
+        assert!(0.0 <= lo && lo <= q && q <= hi, "{r:?}");
+    }
+    assert!(
+        kafka.iter().any(|r| r[6].as_f64() < r[7].as_f64()),
+        "every interval is empty"
+    );
+    let by_method = f["manifest"]["metrics"]["products_by_method"]
+        .as_object()
+        .unwrap();
+    assert_eq!(
+        by_method.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        products as u64
+    );
+    assert_eq!(
+        f["manifest"]["metrics"]["products_backtested"],
+        products as u64
+    );
+    for (choice, n) in by_method {
+        let rows = kafka.iter().filter(|r| r[3] == choice.as_str()).count();
+        assert_eq!(rows as u64, n.as_u64().unwrap() * 7, "{choice}");
+    }
     // Forecasts are on the scale of recent sales: the next 7 days of all products together
     // within 40% of the last 7 days.
     let next: f64 = kafka.iter().map(|r| r[2].as_f64().unwrap()).sum();
@@ -81,7 +115,9 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
     assert_eq!(rows, f["history_rows"].as_u64().unwrap());
     assert_eq!(m["model_version"], version.as_str());
     assert_eq!(m["dates"]["since"], SINCE);
-    assert_eq!(m["features"].as_array().unwrap().len(), 15);
+    assert_eq!(m["features"].as_array().unwrap().len(), 16);
+    assert_eq!(m["hyperparameters"]["model"], "auto");
+    assert_eq!(m["hyperparameters"]["interval"], 0.8);
     assert!(m["rerun"].as_str().unwrap().contains("--since 2026-08-01"));
 
     // The same inputs give the same version and the same numbers, and the run folder is
@@ -102,7 +138,14 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
         "14",
     ]);
     let text = stdout(&out);
-    for line in ["overall over", "ols ", "poisson ", "seasonal_naive "] {
+    for line in [
+        "overall over",
+        "auto ",
+        "ols ",
+        "ridge ",
+        "poisson ",
+        "seasonal_naive ",
+    ] {
         assert!(text.contains(line), "{line:?} missing in:\n{text}");
     }
 

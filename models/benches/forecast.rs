@@ -15,13 +15,16 @@ use std::time::Instant;
 use arrow_array::builder::{Float64Builder, Int64Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use models::features::{self, N, Series};
+use models::features::{self, Calendar, Granularity, Series};
 use models::forecast::{self, Method};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 const HOLDOUT: usize = 7;
+const DAY: Granularity = Granularity::Day;
+/// Daily features.
+const N: usize = 16;
 
 fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> f64 {
     // Knuth for small means, normal approximation above.
@@ -73,7 +76,7 @@ fn synthetic(products: usize, days: usize) -> Vec<Series> {
 fn table(rows: &[(i64, [f64; N], f64)]) -> RecordBatch {
     let mut fields = vec![Field::new("product_id", DataType::Int64, false)];
     fields.extend(
-        features::NAMES
+        DAY.names()
             .iter()
             .map(|n| Field::new(*n, DataType::Float64, false)),
     );
@@ -108,19 +111,17 @@ fn main() {
         .par_iter()
         .map(|s| {
             let cut = s.len() - HOLDOUT;
-            let train = Series {
-                first_day: s.first_day,
-                quantity: s.quantity[..cut].to_vec(),
-                price: s.price[..cut].to_vec(),
-            };
-            let model = forecast::fit(&train, Method::Ols).unwrap();
+            let train = s.head(cut);
+            let none = Calendar::default();
+            let model = forecast::fit(&train, Method::Ols, DAY, &none).unwrap();
             // One step ahead on the true history.
-            let fitted = forecast::fitted(&model, s);
+            let fitted = forecast::fitted(&model, s, &none);
             let f = &fitted[fitted.len() - HOLDOUT..];
             let a = &s.quantity[cut..];
             let err: f64 = a.iter().zip(f).map(|(a, f)| (a - f).abs()).sum();
             // Recursive 7-day forecast too, as `jobs forecast` publishes it.
-            let rec = forecast::predict(&model, &train, HOLDOUT, *train.price.last().unwrap());
+            let rec =
+                forecast::predict(&model, &train, HOLDOUT, *train.price.last().unwrap(), &none);
             let rec_err: f64 = a.iter().zip(&rec).map(|(a, f)| (a - f).abs()).sum();
             (err, rec_err, a.iter().sum())
         })
@@ -136,7 +137,8 @@ fn main() {
     let mut x = [0.0; N];
     for (p, s) in all.iter().enumerate() {
         for t in features::WARMUP..s.len() {
-            features::row(&s.quantity, &s.price, s.first_day, t, &mut x);
+            let cols = (&s.quantity[..], &s.price[..]);
+            features::row(DAY, &Calendar::default(), cols, s.first_day, t, &mut x);
             let row = (p as i64, x, s.quantity[t]);
             if t < s.len() - HOLDOUT {
                 train_rows.push(row);

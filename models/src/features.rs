@@ -1,11 +1,90 @@
-//! Demand features for one product's daily series: lags 1, 7, 14, 28; rolling means over 7
-//! and 28 days; day of week; price and its change over a week; trend.
+//! Demand features for one product's series, daily or weekly: recent lags and a season ago,
+//! rolling means, day of week (daily), price and its change, a holiday flag from a
+//! calendar, and the trend.
 
-/// Days of history a feature row needs before its target day (the longest lag).
+/// The period one value of a series covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Granularity {
+    /// One value per day.
+    #[default]
+    Day,
+    /// One value per 7 days (slow sellers; weekly data).
+    Week,
+}
+
+impl Granularity {
+    /// The name used in outputs and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::Day => "day",
+            Granularity::Week => "week",
+        }
+    }
+
+    /// Days one period covers.
+    pub fn days(self) -> i64 {
+        match self {
+            Granularity::Day => 1,
+            Granularity::Week => 7,
+        }
+    }
+
+    /// The seasonal period in periods: a week of days, a year of weeks.
+    pub fn season(self) -> usize {
+        match self {
+            Granularity::Day => 7,
+            Granularity::Week => 52,
+        }
+    }
+
+    /// Periods a feature row needs before its target period (the longest lag).
+    pub fn warmup(self) -> usize {
+        self.layout().lags[3]
+    }
+
+    /// Feature names, in the column order of [`row`].
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Granularity::Day => &DAY_NAMES,
+            Granularity::Week => &WEEK_NAMES,
+        }
+    }
+
+    /// Number of features.
+    pub fn width(self) -> usize {
+        self.names().len()
+    }
+
+    /// Periods whose prices make the price assumed for the forecast: the last week.
+    pub fn planning_periods(self) -> usize {
+        match self {
+            Granularity::Day => 7,
+            Granularity::Week => 1,
+        }
+    }
+
+    fn layout(self) -> Layout {
+        match self {
+            Granularity::Day => Layout {
+                lags: [1, 7, 14, 28],
+                means: [7, 28],
+                weekday: true,
+                change: 7,
+            },
+            Granularity::Week => Layout {
+                lags: [1, 2, 4, 52],
+                means: [4, 13],
+                weekday: false,
+                change: 4,
+            },
+        }
+    }
+}
+
+/// Days of history a daily feature row needs before its target day.
 pub const WARMUP: usize = 28;
 
-/// Feature names, in the column order of [`row`].
-pub const NAMES: [&str; 15] = [
+const DAY_NAMES: [&str; 16] = [
     "lag_1",
     "lag_7",
     "lag_14",
@@ -21,37 +100,107 @@ pub const NAMES: [&str; 15] = [
     "price",
     "price_change_7d",
     "trend",
+    "holiday",
 ];
 
-/// Number of features.
-pub const N: usize = NAMES.len();
+const WEEK_NAMES: [&str; 10] = [
+    "lag_1w",
+    "lag_2w",
+    "lag_4w",
+    "lag_52w",
+    "mean_4w",
+    "mean_13w",
+    "price",
+    "price_change_4w",
+    "trend",
+    "holiday",
+];
 
-/// One product's daily history: one value per day, consecutive days from `first_day`.
+/// Which lags and means a granularity uses.
+struct Layout {
+    lags: [usize; 4],
+    means: [usize; 2],
+    weekday: bool,
+    /// Periods over which the price change is taken.
+    change: usize,
+}
+
+/// Holidays and events: days (since 1970-01-01) that move demand. A period is a holiday
+/// period when one of them falls inside it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Calendar {
+    days: Vec<i64>,
+}
+
+impl Calendar {
+    /// A calendar of these days (any order, repeats allowed).
+    pub fn new(mut days: Vec<i64>) -> Calendar {
+        days.sort_unstable();
+        days.dedup();
+        Calendar { days }
+    }
+
+    /// Whether a holiday falls in the `len` days from `start`.
+    pub fn any_in(&self, start: i64, len: i64) -> bool {
+        let i = self.days.partition_point(|d| *d < start);
+        self.days.get(i).is_some_and(|d| *d < start + len)
+    }
+
+    /// Number of days in the calendar.
+    pub fn len(&self) -> usize {
+        self.days.len()
+    }
+
+    /// True when the calendar has no days.
+    pub fn is_empty(&self) -> bool {
+        self.days.is_empty()
+    }
+}
+
+/// One product's history: one value per period, consecutive periods from `first_day`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    /// Day number of the first value (days since 1970-01-01, UTC).
+    /// Day number of the first period's first day (days since 1970-01-01, UTC).
     pub first_day: i64,
-    /// Units sold per day (0 on days without sales).
+    /// Units sold per period (0 in periods without sales).
     pub quantity: Vec<f64>,
-    /// Price per unit per day (the mean paid that day, carried forward over days without
+    /// Price per unit per period (the mean paid, carried forward over periods without
     /// sales).
     pub price: Vec<f64>,
 }
 
 impl Series {
-    /// Number of days.
+    /// Number of periods.
     pub fn len(&self) -> usize {
         self.quantity.len()
     }
 
-    /// True when the series has no days.
+    /// True when the series has no periods.
     pub fn is_empty(&self) -> bool {
         self.quantity.is_empty()
     }
 
-    /// The price of the last day with a price, or `None` for an empty series.
+    /// The price of the last period, or `None` for an empty series.
     pub fn last_price(&self) -> Option<f64> {
         self.price.last().copied()
+    }
+
+    /// The price a forecast assumes: the mean over the last week's periods. A day's mean
+    /// paid price mixes whatever sold that day (a CD shop's daily mean moves 15% from day to
+    /// day with no price change at all); the last day alone, extrapolated flat, made the
+    /// price terms a source of error on such data.
+    pub fn planning_price(&self, g: Granularity) -> Option<f64> {
+        let k = g.planning_periods().min(self.price.len());
+        (k > 0).then(|| self.price[self.price.len() - k..].iter().sum::<f64>() / k as f64)
+    }
+
+    /// The first `periods` of the series.
+    pub fn head(&self, periods: usize) -> Series {
+        Series {
+            first_day: self.first_day,
+            quantity: self.quantity[..periods].to_vec(),
+            price: self.price[..periods].to_vec(),
+        }
     }
 }
 
@@ -60,48 +209,62 @@ pub fn day_of_week(day: i64) -> usize {
     (day + 3).rem_euclid(7) as usize
 }
 
-/// Writes the features of target day `t` into `out`: quantities strictly before `t`, the
-/// calendar and price of `t`, and `t` itself as the trend.
+/// Writes the features of target period `t` into `out` (`g.width()` values): quantities
+/// strictly before `t`, the calendar and price of `t`, and `t` itself as the trend.
 ///
-/// `quantity` needs at least `t` values and `price` at least `t + 1`; `t >= WARMUP`.
-pub fn row(quantity: &[f64], price: &[f64], first_day: i64, t: usize, out: &mut [f64; N]) {
-    debug_assert!(t >= WARMUP && quantity.len() >= t && price.len() > t);
+/// `quantity` needs at least `t` values and `price` at least `t + 1`; `t >= g.warmup()`.
+pub fn row(
+    g: Granularity,
+    cal: &Calendar,
+    (quantity, price): (&[f64], &[f64]),
+    first_day: i64,
+    t: usize,
+    out: &mut [f64],
+) {
+    let l = g.layout();
+    debug_assert!(t >= g.warmup() && quantity.len() >= t && price.len() > t);
+    debug_assert_eq!(out.len(), g.width());
     let q = &quantity[..t];
-    out[0] = q[t - 1];
-    out[1] = q[t - 7];
-    out[2] = q[t - 14];
-    out[3] = q[t - 28];
-    out[4] = q[t - 7..].iter().sum::<f64>() / 7.0;
-    out[5] = q[t - 28..].iter().sum::<f64>() / 28.0;
-    let dow = day_of_week(first_day + t as i64);
-    for (d, slot) in out[6..12].iter_mut().enumerate() {
-        *slot = f64::from(u8::from(dow == d));
+    let mut i = 0;
+    let mut put = |v: f64| {
+        out[i] = v;
+        i += 1;
+    };
+    for lag in l.lags {
+        put(q[t - lag]);
     }
-    out[12] = price[t];
-    let before = price[t - 7];
-    out[13] = if before > 0.0 {
+    for m in l.means {
+        put(q[t - m..].iter().sum::<f64>() / m as f64);
+    }
+    let start = first_day + t as i64 * g.days();
+    if l.weekday {
+        let dow = day_of_week(start);
+        for d in 0..6 {
+            put(f64::from(u8::from(dow == d)));
+        }
+    }
+    put(price[t]);
+    let before = price[t - l.change];
+    put(if before > 0.0 {
         price[t] / before - 1.0
     } else {
         0.0
-    };
-    out[14] = t as f64;
+    });
+    put(t as f64);
+    put(f64::from(u8::from(cal.any_in(start, g.days()))));
 }
 
-/// The training rows of a series: features of every day from [`WARMUP`] on, row-major, and
-/// the quantity of that day as the target.
-pub fn design(series: &Series) -> (Vec<f64>, Vec<f64>) {
-    let n = series.len().saturating_sub(WARMUP);
-    let mut x = Vec::with_capacity(n * N);
+/// The training rows of a series: features of every period from the warm-up on, row-major,
+/// and the quantity of that period as the target.
+pub fn design(series: &Series, g: Granularity, cal: &Calendar) -> (Vec<f64>, Vec<f64>) {
+    let w = g.width();
+    let n = series.len().saturating_sub(g.warmup());
+    let mut x = Vec::with_capacity(n * w);
     let mut y = Vec::with_capacity(n);
-    let mut buf = [0.0; N];
-    for t in WARMUP..series.len() {
-        row(
-            &series.quantity,
-            &series.price,
-            series.first_day,
-            t,
-            &mut buf,
-        );
+    let mut buf = vec![0.0; w];
+    for t in g.warmup()..series.len() {
+        let cols = (&series.quantity[..], &series.price[..]);
+        row(g, cal, cols, series.first_day, t, &mut buf);
         x.extend_from_slice(&buf);
         y.push(series.quantity[t]);
     }
@@ -117,44 +280,73 @@ mod tests {
         assert_eq!(day_of_week(0), 3); // 1970-01-01, Thursday
         assert_eq!(day_of_week(4), 0); // Monday
         assert_eq!(day_of_week(-1), 2);
+        let c = Calendar::new(vec![20, 10, 10]);
+        assert_eq!(c.len(), 2);
+        assert!(c.any_in(10, 1) && c.any_in(14, 7) && !c.any_in(11, 7) && !c.any_in(21, 7));
     }
 
     #[test]
     fn a_row_reads_only_the_past_and_the_day_itself() {
+        let g = Granularity::Day;
         let q: Vec<f64> = (0..40).map(f64::from).collect();
         let mut p = vec![10.0; 41];
         p[30] = 12.0;
-        let mut out = [0.0; N];
-        row(&q, &p, 4, 30, &mut out); // day 34 = Monday + 30 -> Wednesday
+        let cal = Calendar::new(vec![34]);
+        let mut out = vec![0.0; g.width()];
+        row(g, &cal, (&q, &p), 4, 30, &mut out); // day 34 = Monday + 30 -> Wednesday
         assert_eq!(&out[..4], &[29.0, 23.0, 16.0, 2.0]);
         assert_eq!(out[4], (23..30).sum::<i32>() as f64 / 7.0);
         assert_eq!(out[5], (2..30).sum::<i32>() as f64 / 28.0);
         assert_eq!(&out[6..12], &[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
         assert_eq!(out[12], 12.0);
         assert!((out[13] - 0.2).abs() < 1e-12);
-        assert_eq!(out[14], 30.0);
+        assert_eq!((out[14], out[15]), (30.0, 1.0));
         // A later quantity must not leak in: changing day 30 leaves the row alone.
         let mut q2 = q.clone();
         q2[30] = 1e9;
-        let mut out2 = [0.0; N];
-        row(&q2, &p, 4, 30, &mut out2);
+        let mut out2 = vec![0.0; g.width()];
+        row(g, &cal, (&q2, &p), 4, 30, &mut out2);
         assert_eq!(out, out2);
     }
 
     #[test]
-    fn design_has_one_row_per_day_after_warmup() {
+    fn a_weekly_row_looks_a_year_back() {
+        let g = Granularity::Week;
+        let q: Vec<f64> = (0..60).map(f64::from).collect();
+        let p = vec![5.0; 61];
+        // Week 55 starts on day 4 + 55 * 7 = 389; a holiday on 392 falls inside it.
+        let cal = Calendar::new(vec![392]);
+        let mut out = vec![0.0; g.width()];
+        row(g, &cal, (&q, &p), 4, 55, &mut out);
+        assert_eq!(&out[..4], &[54.0, 53.0, 51.0, 3.0]);
+        assert_eq!(out[4], (51..55).sum::<i32>() as f64 / 4.0);
+        assert_eq!(out[5], (42..55).sum::<i32>() as f64 / 13.0);
+        assert_eq!(&out[6..], &[5.0, 0.0, 55.0, 1.0]);
+        assert_eq!(g.names().len(), out.len());
+    }
+
+    #[test]
+    fn design_has_one_row_per_period_after_warmup() {
         let s = Series {
             first_day: 0,
             quantity: vec![1.0; 30],
             price: vec![2.0; 30],
         };
-        let (x, y) = design(&s);
-        assert_eq!((x.len(), y.len()), (2 * N, 2));
-        let short = Series {
+        let (g, cal) = (Granularity::Day, Calendar::default());
+        let (x, y) = design(&s, g, &cal);
+        assert_eq!((x.len(), y.len()), (2 * g.width(), 2));
+        assert_eq!(design(&s.head(10), g, &cal).1.len(), 0);
+    }
+
+    #[test]
+    fn the_planning_price_is_last_weeks_mean() {
+        let s = Series {
             first_day: 0,
-            quantity: vec![1.0; 10],
-            price: vec![2.0; 10],
+            quantity: vec![1.0; 9],
+            price: vec![9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
         };
-        assert_eq!(design(&short).1.len(), 0);
+        assert_eq!(s.planning_price(Granularity::Day), Some(4.0));
+        assert_eq!(s.planning_price(Granularity::Week), Some(7.0));
+        assert_eq!(s.head(0).planning_price(Granularity::Day), None);
     }
 }

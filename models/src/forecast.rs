@@ -1,35 +1,51 @@
-//! Demand forecasts for one product: ordinary least squares (linfa-linear), a Poisson GLM
-//! with a log link (fitted here by IRLS: linfa-linear's Tweedie regressor, power 1, ran for
-//! minutes without returning on a 200-day weekly series) and the seasonal-naive
-//! baseline (the same weekday last week). Multi-step forecasts are recursive: day `t + 1`
-//! sees the forecast of day `t` as its lag 1.
+//! Demand forecasts for one product: ordinary least squares (linfa-linear), ridge
+//! regression (least squares with an L2 penalty on the standardised coefficients), a
+//! Poisson GLM with a log link (fitted here by IRLS: linfa-linear's Tweedie regressor,
+//! power 1, ran for minutes without returning on a 200-day weekly series) and the
+//! seasonal-naive baseline (the same period a season ago). Multi-step forecasts are
+//! recursive: period `t + 1` sees the forecast of period `t` as its lag 1.
 
 use linfa::prelude::*;
 use linfa_linear::LinearRegression;
 use ndarray::{Array1, Array2};
 
-use crate::features::{self, N, Series, WARMUP};
+use crate::features::{self, Calendar, Granularity, Series};
 use crate::{Error, Result};
 
 /// Training rows a model needs; a shorter series falls back to seasonal naive.
 pub const MIN_TRAIN_ROWS: usize = 28;
+
+/// The ridge penalty: the sum of squared errors plus this times the sum of the squared
+/// standardised coefficients (scikit-learn's `alpha` after a `StandardScaler`).
+pub const RIDGE_PENALTY: f64 = 10.0;
 
 /// Which model forecasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
     /// Ordinary least squares on the demand features.
     Ols,
+    /// Least squares with an L2 penalty ([`RIDGE_PENALTY`]) on the standardised features.
+    Ridge,
     /// Poisson regression (log link) on the demand features.
     Poisson,
-    /// Each day repeats the same weekday of the last week.
+    /// Each period repeats the same period a season ago.
     SeasonalNaive,
 }
 
 impl Method {
+    /// Every method, simplest first (the order ties are broken in).
+    pub const ALL: [Method; 4] = [
+        Method::SeasonalNaive,
+        Method::Ridge,
+        Method::Ols,
+        Method::Poisson,
+    ];
+
     /// The name used in outputs and flags.
     pub fn name(self) -> &'static str {
         match self {
             Method::Ols => "ols",
+            Method::Ridge => "ridge",
             Method::Poisson => "poisson",
             Method::SeasonalNaive => "seasonal_naive",
         }
@@ -39,9 +55,11 @@ impl Method {
 /// A fitted forecast model of one product.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fitted {
-    /// The method actually used: a series too short for `Ols` or `Poisson` gets
+    /// The method actually used: a series too short for a regression gets
     /// `SeasonalNaive`.
     pub method: Method,
+    /// The period of the series it was fitted on.
+    pub granularity: Granularity,
     /// Coefficients on the standardised features (0 for a constant feature).
     pub coef: Vec<f64>,
     /// Intercept on the standardised scale.
@@ -53,9 +71,10 @@ pub struct Fitted {
 }
 
 impl Fitted {
-    fn naive() -> Fitted {
+    fn naive(granularity: Granularity) -> Fitted {
         Fitted {
             method: Method::SeasonalNaive,
+            granularity,
             coef: Vec::new(),
             intercept: 0.0,
             mean: Vec::new(),
@@ -64,8 +83,8 @@ impl Fitted {
     }
 
     /// The coefficients on the original feature scale and the matching intercept, for
-    /// people who read the model: `y = intercept + sum(coef[i] * x[i])` (OLS) or its `exp`
-    /// (Poisson). Empty for seasonal naive.
+    /// people who read the model: `y = intercept + sum(coef[i] * x[i])` (least squares) or
+    /// its `exp` (Poisson). Empty for seasonal naive.
     pub fn raw_coefficients(&self) -> (Vec<f64>, f64) {
         let mut intercept = self.intercept;
         let coef = (0..self.coef.len())
@@ -81,7 +100,7 @@ impl Fitted {
         (coef, intercept)
     }
 
-    fn eval(&self, x: &[f64; N]) -> f64 {
+    fn eval(&self, x: &[f64]) -> f64 {
         let mut z = self.intercept;
         for (i, v) in x.iter().enumerate() {
             if self.scale[i] != 0.0 {
@@ -95,9 +114,9 @@ impl Fitted {
     }
 }
 
-/// Fits `method` to a product's series. A series with fewer than [`MIN_TRAIN_ROWS`] rows
-/// after the warm-up gets seasonal naive.
-pub fn fit(series: &Series, method: Method) -> Result<Fitted> {
+/// Fits `method` to a product's series of periods `g`, with the holidays of `cal`. A
+/// series with fewer than [`MIN_TRAIN_ROWS`] rows after the warm-up gets seasonal naive.
+pub fn fit(series: &Series, method: Method, g: Granularity, cal: &Calendar) -> Result<Fitted> {
     if series.price.len() != series.len() {
         return Err(Error::Input(format!(
             "{} quantities but {} prices",
@@ -105,15 +124,16 @@ pub fn fit(series: &Series, method: Method) -> Result<Fitted> {
             series.price.len()
         )));
     }
-    if method == Method::SeasonalNaive || series.len() < WARMUP + MIN_TRAIN_ROWS {
-        return Ok(Fitted::naive());
+    if method == Method::SeasonalNaive || series.len() < g.warmup() + MIN_TRAIN_ROWS {
+        return Ok(Fitted::naive(g));
     }
-    let (x, y) = features::design(series);
+    let n = g.width();
+    let (x, y) = features::design(series, g, cal);
     let rows = y.len();
-    let x = Array2::from_shape_vec((rows, N), x)
+    let x = Array2::from_shape_vec((rows, n), x)
         .map_err(|e| Error::Input(format!("design matrix: {e}")))?;
     let (z, mean, scale) = standardize(x);
-    let keep: Vec<usize> = (0..N).filter(|&j| scale[j] > 0.0).collect();
+    let keep: Vec<usize> = (0..n).filter(|&j| scale[j] > 0.0).collect();
     let z = z.select(ndarray::Axis(1), &keep);
     let (kept_coef, intercept) = match method {
         Method::Ols => {
@@ -124,10 +144,11 @@ pub fn fit(series: &Series, method: Method) -> Result<Fitted> {
             })?;
             (m.params().to_vec(), m.intercept())
         }
+        Method::Ridge => ridge(&z, &y, RIDGE_PENALTY)?,
         Method::Poisson => poisson_irls(&z, &y)?,
         Method::SeasonalNaive => unreachable!("handled above"),
     };
-    let mut coef = vec![0.0; N];
+    let mut coef = vec![0.0; n];
     for (&j, c) in keep.iter().zip(kept_coef) {
         coef[j] = c;
     }
@@ -139,6 +160,7 @@ pub fn fit(series: &Series, method: Method) -> Result<Fitted> {
     }
     Ok(Fitted {
         method,
+        granularity: g,
         coef,
         intercept,
         mean,
@@ -150,8 +172,8 @@ pub fn fit(series: &Series, method: Method) -> Result<Fitted> {
 /// the columns before it (lag 7 = lag 14 on a strictly weekly series, say), gets scale 0 and
 /// is left out of the fit: the least-squares solver needs a full-rank design.
 fn standardize(mut x: Array2<f64>) -> (Array2<f64>, Vec<f64>, Vec<f64>) {
-    let rows = x.nrows() as f64;
-    let (mut mean, mut scale) = (vec![0.0; N], vec![0.0; N]);
+    let (rows, n) = (x.nrows() as f64, x.ncols());
+    let (mut mean, mut scale) = (vec![0.0; n], vec![0.0; n]);
     // Orthonormal basis of the kept (centred) columns, for the dependence test.
     let mut basis: Vec<Array1<f64>> = Vec::new();
     for (j, mut col) in x.columns_mut().into_iter().enumerate() {
@@ -179,6 +201,27 @@ fn standardize(mut x: Array2<f64>) -> (Array2<f64>, Vec<f64>, Vec<f64>) {
         scale[j] = sd;
     }
     (x, mean, scale)
+}
+
+/// Ridge regression on centred columns: `(Z'Z + penalty I) b = Z'(y - mean y)`, the
+/// intercept the mean of `y`.
+fn ridge(z: &Array2<f64>, y: &[f64], penalty: f64) -> Result<(Vec<f64>, f64)> {
+    let k = z.ncols();
+    let mean_y = y.iter().sum::<f64>() / y.len().max(1) as f64;
+    let yc = Array1::from_iter(y.iter().map(|v| v - mean_y));
+    let gram = z.t().dot(z);
+    let rhs = z.t().dot(&yc);
+    let mut a = vec![0.0; k * k];
+    for r in 0..k {
+        for c in 0..=r {
+            a[r * k + c] = gram[[r, c]] + if r == c { penalty } else { 0.0 };
+        }
+    }
+    let b = cholesky_solve(&mut a, rhs.to_vec(), k).ok_or_else(|| Error::Fit {
+        model: "ridge",
+        reason: "the penalised normal equations are not positive definite".into(),
+    })?;
+    Ok((b, mean_y))
 }
 
 /// Poisson regression with a log link by iteratively reweighted least squares (Newton's
@@ -267,19 +310,26 @@ fn cholesky_solve(a: &mut [f64], mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> 
     Some(b)
 }
 
-/// Forecasts the `horizon` days after the series, at `price` per unit, never below zero.
-pub fn predict(model: &Fitted, series: &Series, horizon: usize, price: f64) -> Vec<f64> {
-    let n = series.len();
-    if model.method == Method::SeasonalNaive || n < WARMUP {
-        return seasonal_naive(&series.quantity, horizon);
+/// Forecasts the `horizon` periods after the series, at `price` per unit, with the
+/// holidays of `cal`, never below zero.
+pub fn predict(
+    model: &Fitted,
+    series: &Series,
+    horizon: usize,
+    price: f64,
+    cal: &Calendar,
+) -> Vec<f64> {
+    let (n, g) = (series.len(), model.granularity);
+    if model.method == Method::SeasonalNaive || n < g.warmup() {
+        return seasonal_naive(&series.quantity, horizon, g.season());
     }
     let mut q = series.quantity.clone();
     let mut p = series.price.clone();
     p.resize(n + horizon, price);
     let cap = ceiling(&series.quantity);
-    let mut x = [0.0; N];
+    let mut x = vec![0.0; g.width()];
     for t in n..n + horizon {
-        features::row(&q, &p, series.first_day, t, &mut x);
+        features::row(g, cal, (&q, &p), series.first_day, t, &mut x);
         let y = model.eval(&x);
         q.push(if y.is_finite() {
             y.clamp(0.0, cap)
@@ -290,24 +340,28 @@ pub fn predict(model: &Fitted, series: &Series, horizon: usize, price: f64) -> V
     q.split_off(n)
 }
 
-/// The most a forecast day may predict: three times the best day of the history, plus one.
-/// A recursive forecast feeds on itself; the ceiling keeps a model that extrapolates badly
-/// (a log link on a sparse series, say) from compounding into nonsense.
+/// The most a forecast period may predict: three times the best period of the history,
+/// plus one. A recursive forecast feeds on itself; the ceiling keeps a model that
+/// extrapolates badly (a log link on a sparse series, say) from compounding into nonsense.
 pub fn ceiling(history: &[f64]) -> f64 {
     3.0 * history.iter().copied().fold(0.0, f64::max) + 1.0
 }
 
-/// One-step-ahead fitted values of the training days (from [`WARMUP`] on), each from the
-/// true history before it: what in-sample metrics compare against `series.quantity[WARMUP..]`.
-pub fn fitted(model: &Fitted, series: &Series) -> Vec<f64> {
-    let mut x = [0.0; N];
+/// One-step-ahead fitted values of the training periods (from the warm-up on), each from
+/// the true history before it: what in-sample metrics compare against
+/// `series.quantity[g.warmup()..]`.
+pub fn fitted(model: &Fitted, series: &Series, cal: &Calendar) -> Vec<f64> {
+    let g = model.granularity;
+    let mut x = vec![0.0; g.width()];
     let cap = ceiling(&series.quantity);
-    (WARMUP..series.len())
+    let season = g.season();
+    (g.warmup()..series.len())
         .map(|t| {
             if model.method == Method::SeasonalNaive {
-                return series.quantity[t - 7];
+                return series.quantity[t - season]; // warm-up >= season
             }
-            features::row(&series.quantity, &series.price, series.first_day, t, &mut x);
+            let cols = (&series.quantity[..], &series.price[..]);
+            features::row(g, cal, cols, series.first_day, t, &mut x);
             let y = model.eval(&x);
             if y.is_finite() {
                 y.clamp(0.0, cap)
@@ -318,10 +372,10 @@ pub fn fitted(model: &Fitted, series: &Series) -> Vec<f64> {
         .collect()
 }
 
-/// The seasonal-naive forecast: day `t` repeats day `t - 7`; a history shorter than a week
-/// repeats its mean (0 for no history).
-pub fn seasonal_naive(history: &[f64], horizon: usize) -> Vec<f64> {
-    if history.len() < 7 {
+/// The seasonal-naive forecast: period `t` repeats period `t - season`; a history shorter
+/// than a season repeats its mean (0 for no history).
+pub fn seasonal_naive(history: &[f64], horizon: usize, season: usize) -> Vec<f64> {
+    if history.len() < season {
         let mean = if history.is_empty() {
             0.0
         } else {
@@ -331,7 +385,7 @@ pub fn seasonal_naive(history: &[f64], horizon: usize) -> Vec<f64> {
     }
     let mut q = history.to_vec();
     for t in history.len()..history.len() + horizon {
-        q.push(q[t - 7]);
+        q.push(q[t - season]);
     }
     q.split_off(history.len())
 }
@@ -341,6 +395,13 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    const DAY: Granularity = Granularity::Day;
+    const N: usize = 16;
+
+    fn none() -> Calendar {
+        Calendar::default()
+    }
 
     /// Solves the normal equations (X'X) b = X'y by Gaussian elimination with partial
     /// pivoting: the closed form the library's SVD solution must match.
@@ -376,13 +437,15 @@ mod tests {
     /// A series whose quantity is an exact linear function of its own features.
     fn planted(days: usize, coef: &[f64; N], intercept: f64, noise: f64) -> Series {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let mut q: Vec<f64> = (0..WARMUP).map(|_| rng.random_range(20.0..40.0)).collect();
+        let mut q: Vec<f64> = (0..features::WARMUP)
+            .map(|_| rng.random_range(20.0..40.0))
+            .collect();
         let p: Vec<f64> = (0..days)
             .map(|d| if (d / 50) % 2 == 0 { 10.0 } else { 12.5 })
             .collect();
         let mut x = [0.0; N];
-        for t in WARMUP..days {
-            features::row(&q, &p, 100, t, &mut x);
+        for t in features::WARMUP..days {
+            features::row(DAY, &none(), (&q, &p), 100, t, &mut x);
             let y: f64 = intercept + coef.iter().zip(&x).map(|(c, v)| c * v).sum::<f64>();
             q.push(y + noise * rng.random_range(-1.0..1.0));
         }
@@ -394,20 +457,20 @@ mod tests {
     }
 
     const COEF: [f64; N] = [
-        0.3, 0.2, 0.1, 0.05, 0.1, 0.1, 1.0, 2.0, -1.0, 0.5, 3.0, 4.0, -0.8, -2.0, 0.01,
+        0.3, 0.2, 0.1, 0.05, 0.1, 0.1, 1.0, 2.0, -1.0, 0.5, 3.0, 4.0, -0.8, -2.0, 0.01, 0.0,
     ];
 
     #[test]
     fn ols_recovers_planted_coefficients() {
         let s = planted(400, &COEF, 5.0, 0.0);
-        let m = fit(&s, Method::Ols).unwrap();
+        let m = fit(&s, Method::Ols, DAY, &none()).unwrap();
         assert_eq!(m.method, Method::Ols);
         let (coef, intercept) = m.raw_coefficients();
         for (i, (got, want)) in coef.iter().zip(COEF).enumerate() {
             assert!(
                 (got - want).abs() < 1e-6,
                 "{}: {got} vs {want}",
-                features::NAMES[i]
+                DAY.names()[i]
             );
         }
         assert!((intercept - 5.0).abs() < 1e-5, "{intercept}");
@@ -416,20 +479,25 @@ mod tests {
     #[test]
     fn ols_matches_the_closed_form_on_noisy_data() {
         let s = planted(300, &COEF, 5.0, 3.0);
-        let m = fit(&s, Method::Ols).unwrap();
+        let m = fit(&s, Method::Ols, DAY, &none()).unwrap();
         let (coef, intercept) = m.raw_coefficients();
-        let (x, y) = features::design(&s);
+        let (x, y) = features::design(&s, DAY, &none());
         let rows: Vec<Vec<f64>> = x
             .chunks(N)
-            .map(|r| std::iter::once(1.0).chain(r.iter().copied()).collect())
+            // Without the holiday column: all zeros here, which the fit leaves out.
+            .map(|r| {
+                std::iter::once(1.0)
+                    .chain(r[..N - 1].iter().copied())
+                    .collect()
+            })
             .collect();
         let b = closed_form(&rows, &y);
         assert!((b[0] - intercept).abs() < 1e-6 * b[0].abs().max(1.0));
-        for i in 0..N {
+        for i in 0..N - 1 {
             assert!(
                 (b[i + 1] - coef[i]).abs() < 1e-6 * b[i + 1].abs().max(1.0),
                 "{}: closed form {} vs {}",
-                features::NAMES[i],
+                DAY.names()[i],
                 b[i + 1],
                 coef[i]
             );
@@ -445,10 +513,10 @@ mod tests {
             price: vec![5.0; q.len()],
             quantity: q,
         };
-        let m = fit(&s, Method::Ols).unwrap();
+        let m = fit(&s, Method::Ols, DAY, &none()).unwrap();
         assert_eq!((m.scale[12], m.scale[13]), (0.0, 0.0));
-        let f = predict(&m, &s, 14, 5.0);
-        let naive = seasonal_naive(&s.quantity, 14);
+        let f = predict(&m, &s, 14, 5.0, &none());
+        let naive = seasonal_naive(&s.quantity, 14, 7);
         for (a, b) in f.iter().zip(&naive) {
             assert!((a - b).abs() < 1e-6, "{f:?} vs {naive:?}");
         }
@@ -468,8 +536,8 @@ mod tests {
             price: vec![3.0; q.len()],
             quantity: q,
         };
-        let m = fit(&s, Method::Poisson).unwrap();
-        let f = predict(&m, &s, 7, 3.0);
+        let m = fit(&s, Method::Poisson, DAY, &none()).unwrap();
+        let f = predict(&m, &s, 7, 3.0, &none());
         for (d, v) in (200..207).zip(&f) {
             let want = if (d + 3) % 7 >= 5 { 30.0 } else { 10.0 };
             assert!((v - want).abs() < 3.0, "day {d}: {v} vs {want}");
@@ -479,16 +547,16 @@ mod tests {
     #[test]
     fn fitted_values_are_one_step_ahead() {
         let s = planted(200, &COEF, 5.0, 0.0);
-        let m = fit(&s, Method::Ols).unwrap();
-        let f = fitted(&m, &s);
-        assert_eq!(f.len(), 200 - WARMUP);
+        let m = fit(&s, Method::Ols, DAY, &none()).unwrap();
+        let f = fitted(&m, &s, &none());
+        assert_eq!(f.len(), 200 - features::WARMUP);
         // Exact where the truth is a possible demand; a negative truth is clamped to 0.
-        for (a, b) in f.iter().zip(&s.quantity[WARMUP..]) {
+        for (a, b) in f.iter().zip(&s.quantity[features::WARMUP..]) {
             let want = b.max(0.0);
             assert!((a - want).abs() < 1e-6 * want.abs().max(1.0), "{a} vs {b}");
         }
-        let naive = fitted(&Fitted::naive(), &s);
-        assert_eq!(naive[0], s.quantity[WARMUP - 7]);
+        let naive = fitted(&Fitted::naive(DAY), &s, &none());
+        assert_eq!(naive[0], s.quantity[features::WARMUP - 7]);
     }
 
     #[test]
@@ -498,14 +566,14 @@ mod tests {
             quantity: (0..30).map(f64::from).collect(),
             price: vec![1.0; 30],
         };
-        let m = fit(&s, Method::Ols).unwrap();
+        let m = fit(&s, Method::Ols, DAY, &none()).unwrap();
         assert_eq!(m.method, Method::SeasonalNaive);
         assert_eq!(
-            predict(&m, &s, 8, 1.0),
+            predict(&m, &s, 8, 1.0, &none()),
             vec![23., 24., 25., 26., 27., 28., 29., 23.]
         );
-        assert_eq!(seasonal_naive(&[2.0, 4.0], 2), vec![3.0, 3.0]);
-        assert_eq!(seasonal_naive(&[], 1), vec![0.0]);
+        assert_eq!(seasonal_naive(&[2.0, 4.0], 2, 7), vec![3.0, 3.0]);
+        assert_eq!(seasonal_naive(&[], 1, 7), vec![0.0]);
     }
 
     #[test]
@@ -517,8 +585,8 @@ mod tests {
             price: vec![1.0; 100],
             quantity: q,
         };
-        let m = fit(&s, Method::Ols).unwrap();
-        let f = predict(&m, &s, 30, 1.0);
+        let m = fit(&s, Method::Ols, DAY, &none()).unwrap();
+        let f = predict(&m, &s, 30, 1.0, &none());
         assert!(f.iter().all(|v| *v >= 0.0), "{f:?}");
         assert!(f[0] > 0.0 && f[29] == 0.0, "{f:?}");
     }
@@ -534,9 +602,9 @@ mod tests {
             price: vec![2.0; q.len()],
             quantity: q,
         };
-        for m in [Method::Ols, Method::Poisson] {
-            if let Ok(model) = fit(&s, m) {
-                let f = predict(&model, &s, 30, 2.0);
+        for m in [Method::Ols, Method::Ridge, Method::Poisson] {
+            if let Ok(model) = fit(&s, m, DAY, &none()) {
+                let f = predict(&model, &s, 30, 2.0, &none());
                 assert!(f.iter().all(|v| (0.0..=10.0).contains(v)), "{m:?}: {f:?}");
             }
         }
@@ -549,6 +617,9 @@ mod tests {
             quantity: vec![1.0; 3],
             price: vec![1.0; 2],
         };
-        assert!(matches!(fit(&s, Method::Ols), Err(Error::Input(_))));
+        assert!(matches!(
+            fit(&s, Method::Ols, DAY, &none()),
+            Err(Error::Input(_))
+        ));
     }
 }

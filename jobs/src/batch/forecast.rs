@@ -1,6 +1,7 @@
 //! `jobs forecast`: the next days' demand per product from the lake's daily history, as
-//! `sales_predictions` messages and `forecasts/run_date=.../` Parquet, or with `--evaluate`
-//! a backtest of every model on the last days against seasonal naive.
+//! `sales_predictions` messages and `forecasts/run_date=.../` Parquet (a point forecast and
+//! a prediction interval, from the model each product's own backtest chose), or with
+//! `--evaluate` a backtest of every model on the last days against seasonal naive.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,8 +13,9 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use chrono::NaiveDate;
-use models::features::{self, Series};
-use models::forecast::{self as fc, Fitted, Method};
+use models::backtest::{self, Choice};
+use models::features::{Calendar, Granularity, Series};
+use models::forecast::{self as fc, Method};
 use models::metrics;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -52,7 +54,7 @@ pub struct Summary {
     pub model_version: String,
     pub products: usize,
     /// Products per method actually used (short histories get seasonal naive).
-    pub by_method: BTreeMap<&'static str, usize>,
+    pub by_method: BTreeMap<String, usize>,
     pub published: Published,
 }
 
@@ -77,12 +79,44 @@ pub struct Evaluation {
     pub skipped: usize,
 }
 
-fn method(m: ForecastModel) -> Method {
+/// Daily series (weekly ones are the models' too, not yet the job's).
+const DAY: Granularity = Granularity::Day;
+
+/// The models a run chooses among: every one under `auto`, else the one named.
+fn candidates(m: ForecastModel) -> &'static [Method] {
     match m {
-        ForecastModel::Ols => Method::Ols,
-        ForecastModel::Poisson => Method::Poisson,
-        ForecastModel::SeasonalNaive => Method::SeasonalNaive,
+        ForecastModel::Auto => &Method::ALL,
+        ForecastModel::Ols => &[Method::Ols],
+        ForecastModel::Ridge => &[Method::Ridge],
+        ForecastModel::Poisson => &[Method::Poisson],
+        ForecastModel::SeasonalNaive => &[Method::SeasonalNaive],
     }
+}
+
+/// The model of a product whose history is too short to choose by backtest.
+fn fallback(m: ForecastModel) -> Method {
+    match m {
+        ForecastModel::Auto => Method::Ridge,
+        other => candidates(other)[0],
+    }
+}
+
+fn model_name(m: ForecastModel) -> &'static str {
+    match m {
+        ForecastModel::Auto => "auto",
+        other => candidates(other)[0].name(),
+    }
+}
+
+/// The holiday calendar of the config, as day numbers.
+fn calendar(cfg: &Config) -> Calendar {
+    Calendar::new(
+        cfg.forecast
+            .holidays
+            .iter()
+            .map(|d| day_number(*d))
+            .collect(),
+    )
 }
 
 /// Each product's series: from its first sale in range to the day before `until`, zero on
@@ -136,7 +170,14 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     if horizon == 0 {
         return Err(Error::Config("--horizon must be at least 1 day".into()));
     }
-    let chosen = method(args.model.unwrap_or(fcfg.model));
+    let chosen = args.model.unwrap_or(fcfg.model);
+    if !(fcfg.interval > 0.0 && fcfg.interval < 1.0) {
+        return Err(Error::Config(format!(
+            "forecast.interval = {}: the interval's coverage must lie between 0 and 1 (0.8: the 10th to the 90th percentile)",
+            fcfg.interval
+        )));
+    }
+    let cal = calendar(cfg);
     let lake = Lake::open(&cfg.lake, &cfg.s3)?;
 
     // 1. Read the lake.
@@ -154,20 +195,22 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     if args.evaluate {
         let holdout = args.holdout_days.unwrap_or(fcfg.holdout_days);
         let products = daily.products.clone();
-        let eval = tokio::task::spawn_blocking(move || evaluate(&series, &products, holdout))
+        let eval = tokio::task::spawn_blocking(move || evaluate(&series, &products, holdout, &cal))
             .await
             .map_err(|e| Error::Internal(format!("evaluation task: {e}")))??;
         return Ok(Outcome::Evaluated(eval));
     }
 
     // 2. Fit and predict.
-    let fits = tokio::task::spawn_blocking(move || fit_all(series, chosen, horizon))
+    let level = fcfg.interval;
+    let holidays = cal.len();
+    let fits = tokio::task::spawn_blocking(move || fit_all(series, chosen, horizon, level, &cal))
         .await
         .map_err(|e| Error::Internal(format!("forecast task: {e}")))?;
-    let mut by_method: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut by_method: BTreeMap<String, usize> = BTreeMap::new();
     let (mut abs_err, mut units) = (0.0, 0.0);
     for f in &fits {
-        *by_method.entry(f.model.method.name()).or_default() += 1;
+        *by_method.entry(f.model.clone()).or_default() += 1;
         abs_err += f.train_abs_error;
         units += f.train_units;
     }
@@ -175,6 +218,7 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
 
     // 3. Publish: the lake, Kafka, then the manifest.
     let dir = format!("forecasts/run_date={}", dates.run_date);
+    let backtested = fits.iter().filter(|f| f.backtested).count();
     let batch = lake_batch(&fits, &daily.products, &dates, &version)?;
     let schema_id = Registry::for_config(&cfg.schema_registry, &cfg.topics)
         .await?
@@ -204,16 +248,28 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
             "jobs forecast --run-date {} --since {} --horizon {horizon} --model {}",
             dates.run_date,
             dates.since,
-            chosen.name().replace('_', "-")
+            model_name(chosen).replace('_', "-")
         ),
         dates,
         lake: &lake.url,
         inputs: &daily.inputs,
-        features: json!(features::NAMES),
+        features: json!(DAY.names()),
         hyperparameters: json!({
-            "model": chosen.name(),
+            "model": model_name(chosen),
+            "candidates": candidates(chosen).iter().map(|m| m.name()).collect::<Vec<_>>(),
+            "fallback": fallback(chosen).name(),
+            "backtest": {
+                "origins": backtest::ORIGINS,
+                "min_origins": backtest::MIN_ORIGINS,
+                "spacing_days": (horizon / 2).max(1),
+                "score": "mean absolute error of recursive forecasts over the horizon",
+            },
+            "ridge_penalty": fc::RIDGE_PENALTY,
+            "interval": level,
+            "holidays": holidays,
+            "planning_price": "mean price of the last 7 days",
             "horizon_days": horizon,
-            "warmup_days": features::WARMUP,
+            "warmup_days": DAY.warmup(),
             "min_train_rows": fc::MIN_TRAIN_ROWS,
             "standardised": true,
             "seed": null,
@@ -221,6 +277,7 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
         metrics: json!({
             "products": fits.len(),
             "products_by_method": by_method,
+            "products_backtested": backtested,
             "in_sample_one_step_wape": if units > 0.0 { Some(abs_err / units) } else { None },
         }),
         outputs: &published,
@@ -248,37 +305,56 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
 /// One product's fitted model and forecast.
 struct ProductForecast {
     product_id: i64,
-    model: Fitted,
+    /// The models averaged, `+`-joined (`ridge+ols`).
+    model: String,
+    backtested: bool,
     history_days: usize,
     forecast: Vec<f64>,
+    /// `(low, high)` per forecast day.
+    band: Vec<(f64, f64)>,
     train_abs_error: f64,
     train_units: f64,
 }
 
-fn fit_all(series: Vec<(i64, Series)>, chosen: Method, horizon: u32) -> Vec<ProductForecast> {
+fn fit_all(
+    series: Vec<(i64, Series)>,
+    chosen: ForecastModel,
+    horizon: u32,
+    level: f64,
+    cal: &Calendar,
+) -> Vec<ProductForecast> {
     let bar = super::progress(series.len() as u64, "forecast");
+    let h = horizon as usize;
     let out: Vec<ProductForecast> = series
         .par_iter()
         .map(|(id, s)| {
-            let model = fc::fit(s, chosen).unwrap_or_else(|e| {
-                tracing::warn!(
-                    message = "Model failed; this product falls back to seasonal naive.",
-                    product_id = id,
-                    error = %e
-                );
-                fc::fit(s, Method::SeasonalNaive).expect("seasonal naive always fits")
-            });
-            let price = s.last_price().unwrap_or(0.0);
-            let forecast = fc::predict(&model, s, horizon as usize, price);
-            let fitted = fc::fitted(&model, s);
+            let choice = backtest::choose(s, candidates(chosen), fallback(chosen), h, (DAY, cal))
+                .unwrap_or_else(|e| {
+                    tracing::warn!(
+                        message = "Model failed; this product falls back to seasonal naive.",
+                        product_id = id,
+                        error = %e
+                    );
+                    Choice::single(
+                        fc::fit(s, Method::SeasonalNaive, DAY, cal)
+                            .expect("seasonal naive always fits"),
+                    )
+                });
+            let price = s.planning_price(DAY).unwrap_or(0.0);
+            let forecast = choice.predict(s, h, price, cal);
+            let bt = choice.backtest.as_ref();
+            let band = backtest::interval(&forecast, bt.map_or(&[][..], |b| &b.residuals), level);
+            let fitted = choice.fitted(s, cal);
             let actual = &s.quantity[s.len() - fitted.len()..];
             let train_abs_error = actual.iter().zip(&fitted).map(|(a, f)| (a - f).abs()).sum();
             bar.inc(1);
             ProductForecast {
                 product_id: *id,
-                model,
+                model: choice.name(),
+                backtested: bt.is_some(),
                 history_days: s.len(),
                 forecast,
+                band,
                 train_abs_error,
                 train_units: actual.iter().sum(),
             }
@@ -291,13 +367,21 @@ fn fit_all(series: Vec<(i64, Series)>, chosen: Method, horizon: u32) -> Vec<Prod
 /// A product's backtest row and, per method, its absolute error and sMAPE.
 type Scored = (EvalRow, Vec<(f64, f64)>);
 
-const EVAL_METHODS: [Method; 3] = [Method::Ols, Method::Poisson, Method::SeasonalNaive];
+/// What `--evaluate` compares: the backtest's choice, each model alone, the baseline last.
+const EVAL_MODELS: [ForecastModel; 5] = [
+    ForecastModel::Auto,
+    ForecastModel::Ols,
+    ForecastModel::Ridge,
+    ForecastModel::Poisson,
+    ForecastModel::SeasonalNaive,
+];
 
 /// Backtests every method on the last `holdout` days of each product.
 pub fn evaluate(
     series: &[(i64, Series)],
     products: &BTreeMap<i64, ProductInfo>,
     holdout: u32,
+    cal: &Calendar,
 ) -> Result<Evaluation> {
     let h = holdout as usize;
     if h == 0 {
@@ -309,24 +393,25 @@ pub fn evaluate(
         .map(|(id, s)| {
             bar.inc(1);
             // Enough history for a model after the cut, else the product is skipped.
-            if s.len() < h + features::WARMUP + fc::MIN_TRAIN_ROWS {
+            if s.len() < h + DAY.warmup() + fc::MIN_TRAIN_ROWS {
                 return None;
             }
             let cut = s.len() - h;
-            let train = Series {
-                first_day: s.first_day,
-                quantity: s.quantity[..cut].to_vec(),
-                price: s.price[..cut].to_vec(),
-            };
+            let train = s.head(cut);
             let actual = &s.quantity[cut..];
-            let price = train.last_price().unwrap_or(0.0);
+            let price = train.planning_price(DAY).unwrap_or(0.0);
             let mut scores = Vec::new();
             let mut raw = Vec::new();
-            for m in EVAL_METHODS {
-                let fitted = fc::fit(&train, m).unwrap_or_else(|_| {
-                    fc::fit(&train, Method::SeasonalNaive).expect("seasonal naive always fits")
-                });
-                let f = fc::predict(&fitted, &train, h, price);
+            for m in EVAL_MODELS {
+                // The choice is made on the training days alone, as a published run makes it.
+                let choice = backtest::choose(&train, candidates(m), fallback(m), h, (DAY, cal))
+                    .unwrap_or_else(|_| {
+                        Choice::single(
+                            fc::fit(&train, Method::SeasonalNaive, DAY, cal)
+                                .expect("seasonal naive always fits"),
+                        )
+                    });
+                let f = choice.predict(&train, h, price, cal);
                 scores.push((
                     metrics::mase(actual, &f, &train.quantity, 7),
                     metrics::wape(actual, &f),
@@ -351,12 +436,12 @@ pub fn evaluate(
     if rows.is_empty() {
         return Err(Error::NoHistory(format!(
             "no product has {} days of history (the {holdout} held-out days plus {} to train on): lower --holdout-days or widen --since",
-            h + features::WARMUP + fc::MIN_TRAIN_ROWS,
-            features::WARMUP + fc::MIN_TRAIN_ROWS
+            h + DAY.warmup() + fc::MIN_TRAIN_ROWS,
+            DAY.warmup() + fc::MIN_TRAIN_ROWS
         )));
     }
     let units: f64 = rows.iter().map(|(r, _)| r.actual_units).sum();
-    let overall = (0..EVAL_METHODS.len())
+    let overall = (0..EVAL_MODELS.len())
         .map(|m| {
             let mases: Vec<f64> = rows.iter().filter_map(|(r, _)| r.scores[m].0).collect();
             let mase = (!mases.is_empty()).then(|| mases.iter().sum::<f64>() / mases.len() as f64);
@@ -367,7 +452,7 @@ pub fn evaluate(
         .collect();
     Ok(Evaluation {
         holdout_days: holdout,
-        methods: EVAL_METHODS.iter().map(|m| m.name()).collect(),
+        methods: EVAL_MODELS.iter().map(|m| model_name(*m)).collect(),
         rows: rows.into_iter().map(|(r, _)| r).collect(),
         overall,
         skipped,
@@ -418,10 +503,10 @@ impl fmt::Display for Evaluation {
     }
 }
 
-fn model_version(m: Method, daily: &DailySales, dates: &Dates, horizon: u32) -> String {
+fn model_version(m: ForecastModel, daily: &DailySales, dates: &Dates, horizon: u32) -> String {
     let mut parts: Vec<String> = vec![
         env!("CARGO_PKG_VERSION").into(),
-        m.name().into(),
+        model_name(m).into(),
         dates.since.to_string(),
         dates.until.to_string(),
         horizon.to_string(),
@@ -432,7 +517,7 @@ fn model_version(m: Method, daily: &DailySales, dates: &Dates, horizon: u32) -> 
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     format!(
         "{}-{}-{}",
-        m.name(),
+        model_name(m),
         dates.run_date.format("%Y%m%d"),
         super::fingerprint(&refs)
     )
@@ -454,6 +539,8 @@ fn lake_batch(
         Field::new("model", DataType::Utf8, false),
         Field::new("model_version", DataType::Utf8, false),
         Field::new("history_days", DataType::Int32, false),
+        Field::new("predicted_low", DataType::Float64, false),
+        Field::new("predicted_high", DataType::Float64, false),
     ]));
     let (mut id, mut date, mut hist) = (
         Int64Builder::new(),
@@ -467,7 +554,11 @@ fn lake_batch(
         StringBuilder::new(),
         StringBuilder::new(),
     );
-    let mut qty = Float64Builder::new();
+    let (mut qty, mut low, mut high) = (
+        Float64Builder::new(),
+        Float64Builder::new(),
+        Float64Builder::new(),
+    );
     let start = day_number(dates.run_date);
     let unknown = ProductInfo::default();
     for f in fits {
@@ -479,9 +570,11 @@ fn lake_batch(
             cat.append_value(&info.category);
             date.append_value((start + d as i64) as i32);
             qty.append_value(*q);
-            model.append_value(f.model.method.name());
+            model.append_value(&f.model);
             ver.append_value(version);
             hist.append_value(f.history_days as i32);
+            low.append_value(f.band[d].0);
+            high.append_value(f.band[d].1);
         }
     }
     let cols: Vec<ArrayRef> = vec![
@@ -494,6 +587,8 @@ fn lake_batch(
         Arc::new(model.finish()),
         Arc::new(ver.finish()),
         Arc::new(hist.finish()),
+        Arc::new(low.finish()),
+        Arc::new(high.finish()),
     ];
     RecordBatch::try_new(schema, cols).map_err(|e| Error::Internal(format!("arrow batch: {e}")))
 }
@@ -522,9 +617,11 @@ fn messages(
                     w.string(name);
                     w.int32(day as i32);
                     w.double(*q);
-                    w.string(f.model.method.name());
+                    w.string(&f.model);
                     w.string(version);
                     w.int32(run as i32);
+                    w.double(f.band[d].0);
+                    w.double(f.band[d].1);
                     w.buf.clone()
                 }
                 OutputFormat::Json => serde_json::to_vec(&json!({
@@ -532,9 +629,11 @@ fn messages(
                     "product_name": name,
                     "forecast_date": date_of(day).to_string(),
                     "predicted_quantity": q,
-                    "model": f.model.method.name(),
+                    "model": &f.model,
                     "model_version": version,
                     "run_date": dates.run_date.to_string(),
+                    "predicted_low": f.band[d].0,
+                    "predicted_high": f.band[d].1,
                 }))
                 .expect("a JSON value always encodes"),
             };

@@ -74,10 +74,18 @@ pub struct ForecastConfig {
     /// Days of history to train on, ending the day before the run date (`--since`
     /// overrides).
     pub history_days: u32,
-    /// `ols` (least squares), `poisson` (log-link GLM) or `seasonal_naive`.
+    /// `auto` (per product, the model with the least error in a rolling-origin backtest on
+    /// its own history), or one model for every product: `ols` (least squares), `ridge`
+    /// (least squares with an L2 penalty), `poisson` (log-link GLM) or `seasonal_naive`.
     pub model: ForecastModel,
     /// Days held out by `--evaluate` when `--holdout-days` is not given.
     pub holdout_days: u32,
+    /// Holidays and events that move demand (`"2026-12-24"`, ...): a day on the list is a
+    /// feature, in the history and in the forecast days.
+    pub holidays: Vec<chrono::NaiveDate>,
+    /// Coverage of the published prediction interval (`predicted_low` .. `predicted_high`),
+    /// from the backtest's errors; between 0 and 1.
+    pub interval: f64,
     /// Encoding of the `sales_predictions` messages: `avro` (Confluent framing) or `json`.
     pub output_format: OutputFormat,
 }
@@ -87,8 +95,10 @@ impl Default for ForecastConfig {
         ForecastConfig {
             horizon_days: 7,
             history_days: 730,
-            model: ForecastModel::Ols,
+            model: ForecastModel::Auto,
             holdout_days: 14,
+            holidays: Vec::new(),
+            interval: 0.8,
             output_format: OutputFormat::Avro,
         }
     }
@@ -98,8 +108,12 @@ impl Default for ForecastConfig {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ForecastModel {
+    /// Per product, the model with the least error in a rolling-origin backtest.
+    Auto,
     /// Ordinary least squares on the demand features (linfa-linear).
     Ols,
+    /// Least squares with an L2 penalty on the standardised features.
+    Ridge,
     /// Poisson regression with a log link on the same features.
     Poisson,
     /// The same weekday of the last week.

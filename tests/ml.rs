@@ -126,6 +126,51 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
     let again = check(&env, "forecast", "predictions");
     assert_eq!(again["lake"], f["lake"]);
 
+    // Weekly, a week earlier: 7-day periods counted back from the run date, a 10-day horizon
+    // rounded up to 2 weeks; 15 weeks of history is too short for a model (a year-ago lag
+    // and 28 rows to train on), so each product repeats its mean week.
+    let weekly = [
+        "forecast",
+        "--run-date",
+        "2026-11-13",
+        "--since",
+        SINCE,
+        "--granularity",
+        "week",
+        "--horizon",
+        "10",
+    ];
+    let out = env.jobs(&weekly);
+    assert!(
+        stdout(&out).contains("for 2 weeks from 2026-11-13"),
+        "{}",
+        stdout(&out)
+    );
+    let w = check(&env, "forecast", "predictions");
+    let of_run = |rows: &Value| -> Vec<Value> {
+        let rows = rows.as_array().unwrap().iter();
+        rows.filter(|r| r[5] == "2026-11-13").cloned().collect()
+    };
+    let (wk, wl) = (of_run(&w["kafka"]), of_run(&w["lake"]));
+    assert_eq!(wk, wl);
+    assert_eq!(wk.len() % 2, 0);
+    assert!(wk.len() >= 40, "{} weekly rows", wk.len());
+    for pair in wk.chunks(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert_eq!(
+            (a[0].clone(), a[1].as_str(), b[1].as_str()),
+            (b[0].clone(), Some("2026-11-13"), Some("2026-11-20"))
+        );
+        assert_eq!(
+            (a[3].as_str(), a[8].as_u64(), b[8].as_u64()),
+            (Some("seasonal_naive"), Some(7), Some(7))
+        );
+        assert_eq!(a[2], b[2], "the mean week, repeated: {pair:?}");
+        assert!(a[4].as_str().unwrap().starts_with("auto-20261113-"));
+    }
+    // Daily rows say they cover one day.
+    assert!(f["lake"].as_array().unwrap().iter().all(|r| r[8] == 1));
+
     // Backtest: every model against seasonal naive, per product and overall.
     let out = env.jobs(&[
         "forecast",

@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use chrono::NaiveDate;
-use jobs::config::{Config, ForecastModel, KafkaOverrides, Overrides, RegistryConfig};
+use jobs::config::{
+    Config, ForecastGranularity, ForecastModel, KafkaOverrides, Overrides, RegistryConfig,
+};
 use jobs::io::avro::Registry;
 use jobs::shutdown::Shutdown;
 
@@ -138,9 +140,13 @@ struct ForecastArgs {
     /// Days to forecast (default `forecast.horizon_days`, 7).
     #[arg(long, value_name = "DAYS")]
     horizon: Option<u32>,
-    /// Model (default `forecast.model`, ols).
+    /// Model (default `forecast.model`, auto: per product, the two that did best in a
+    /// backtest on its own history, averaged).
     #[arg(long, value_enum)]
     model: Option<ForecastModel>,
+    /// Periods: day, or week for slow sellers (default `forecast.granularity`, day).
+    #[arg(long, value_enum)]
+    granularity: Option<ForecastGranularity>,
     /// Backtest every model on the last --holdout-days days and print MASE and WAPE per
     /// product and overall; publishes nothing.
     #[arg(long)]
@@ -384,15 +390,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 since: a.since,
                 horizon_days: a.horizon,
                 model: a.model,
+                granularity: a.granularity,
                 evaluate: a.evaluate,
                 holdout_days: a.holdout_days,
             };
             match jobs::batch::forecast::run(&cfg, &args).await? {
                 jobs::batch::forecast::Outcome::Evaluated(e) => print!("{e}"),
                 jobs::batch::forecast::Outcome::Published(s) => println!(
-                    "forecast {} products for {} days from {} ({}): {} messages to {}, lake {}",
+                    "forecast {} products for {} {}s from {} ({}): {} messages to {}, lake {}",
                     s.products,
-                    args.horizon_days.unwrap_or(cfg.forecast.horizon_days),
+                    s.periods,
+                    s.granularity,
                     s.run_date,
                     s.model_version,
                     s.published.messages,

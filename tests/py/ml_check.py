@@ -2,7 +2,7 @@
 topics, DuckDB over the lake (history and outputs). Prints JSON.
 
   ml_check.py forecast LAKE BROKERS TOPIC RUN_DATE SINCE
-      {kafka: [[product_id, date, quantity, model, version, run_date, low, high]...], lake: [...same...],
+      {kafka: [[product_id, date, quantity, model, version, run_date, low, high, period_days]...], lake: [...same...],
        manifest: {...}, history_rows: N, last_week: {product_id: units}} sorted for equality
   ml_check.py recommend LAKE BROKERS TOPIC RUN_DATE SINCE
       {kafka: {customer: [[rank, product_id, score, source]...]}, lake: {...same...},
@@ -42,9 +42,9 @@ def forecast(lake, brokers, topic, run_date, since):
         r = decode(m.value())
         assert m.key().decode() == str(r["product_id"]), "key = product id"
         kafka.append([r["product_id"], str(r["forecast_date"]), r["predicted_quantity"], r["model"],
-                      r["model_version"], str(r["run_date"]), r["predicted_low"], r["predicted_high"]])
+                      r["model_version"], str(r["run_date"]), r["predicted_low"], r["predicted_high"], r["period_days"]])
     lake_rows = c.sql(f"""SELECT product_id, forecast_date::VARCHAR, predicted_quantity, model, model_version, run_date::VARCHAR,
-        predicted_low, predicted_high FROM read_parquet('{lake}/forecasts/*/*.parquet', hive_partitioning=1) ORDER BY ALL""").fetchall()
+        predicted_low, predicted_high, period_days FROM read_parquet('{lake}/forecasts/*/*.parquet', hive_partitioning=1) ORDER BY ALL""").fetchall()
     manifest = json.loads(c.sql(f"SELECT content FROM read_text('{lake}/forecasts/run_date={run_date}/manifest.json')").fetchall()[0][0])
     history(c, lake, since, run_date)
     rows = c.sql("SELECT count(*) FROM h").fetchall()[0][0]

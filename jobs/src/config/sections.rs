@@ -83,6 +83,9 @@ pub struct ForecastConfig {
     /// Holidays and events that move demand (`"2026-12-24"`, ...): a day on the list is a
     /// feature, in the history and in the forecast days.
     pub holidays: Vec<chrono::NaiveDate>,
+    /// `day` (one value per day) or `week` (7-day periods counted back from the run date,
+    /// for slow sellers: weekly lags, a year-ago lag, and `horizon_days` rounded up to weeks).
+    pub granularity: ForecastGranularity,
     /// Coverage of the published prediction interval (`predicted_low` .. `predicted_high`),
     /// from the backtest's errors; between 0 and 1.
     pub interval: f64,
@@ -98,10 +101,21 @@ impl Default for ForecastConfig {
             model: ForecastModel::Auto,
             holdout_days: 14,
             holidays: Vec::new(),
+            granularity: ForecastGranularity::Day,
             interval: 0.8,
             output_format: OutputFormat::Avro,
         }
     }
+}
+
+/// The period a forecast counts in.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ForecastGranularity {
+    /// One value per day.
+    Day,
+    /// One value per 7 days, the last ending the day before the run date.
+    Week,
 }
 
 /// The forecast model.

@@ -248,6 +248,28 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
             .all(|p| p[3] == "popular")
     );
     assert_eq!(r["manifest"]["hyperparameters"]["seed"], 42);
+    // Tuned on a validation split: 9 settings tried, the best nDCG kept and used.
+    let hp = &r["manifest"]["hyperparameters"];
+    let trials = hp["tuning"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 9);
+    let best = trials
+        .iter()
+        .max_by(|a, b| {
+            a["ndcg"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["ndcg"].as_f64().unwrap())
+        })
+        .unwrap();
+    let used = (hp["regularization"].as_f64(), hp["alpha"].as_f64());
+    assert!(
+        trials.iter().any(
+            |t| (t["regularization"].as_f64(), t["alpha"].as_f64()) == used
+                && t["ndcg"] == best["ndcg"]
+        ),
+        "{hp}"
+    );
+    assert!(hp["tuning"]["customers"].as_u64().unwrap() > 100, "{hp}");
 
     // --include-bought lets a customer's own purchases back in.
     env.jobs(&[

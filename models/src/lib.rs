@@ -1,5 +1,6 @@
 //! Pure models for `jobs`: demand features, linear forecasts chosen per product by backtest,
-//! forecast and ranking metrics, and implicit-feedback ALS recommendations.
+//! forecast and ranking metrics, and implicit-feedback ALS recommendations with settings
+//! tuned per run on a validation split.
 //!
 //! **Invariant:** this crate does no IO: no files, no network, no async runtime, no Kafka.
 //! Plain slices, `ndarray` arrays and structs go in and come out, so every model can be
@@ -23,6 +24,7 @@ pub mod backtest;
 pub mod features;
 pub mod forecast;
 pub mod metrics;
+pub mod tune;
 
 /// What can go wrong inside a model.
 #[derive(Debug, thiserror::Error)]

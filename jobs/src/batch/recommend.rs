@@ -13,6 +13,7 @@ use arrow_schema::{DataType, Field, Schema};
 use chrono::NaiveDate;
 use models::als::{self, Als, Interactions, Params};
 use models::metrics::{self, Ranking};
+use models::tune::{self, Grid, Tuned};
 use serde::Serialize;
 use serde_json::json;
 
@@ -57,6 +58,9 @@ pub struct Summary {
 pub struct Evaluation {
     pub k: usize,
     pub customers: usize,
+    /// The settings ALS ran with (tuned on the training part only, if tuning is on).
+    pub params: Params,
+    pub tuned: bool,
     pub als: Ranking,
     pub popularity: Ranking,
 }
@@ -77,6 +81,19 @@ impl fmt::Display for Evaluation {
             format!("R@{k}"),
             format!("nDCG@{k}"),
             format!("MAP@{k}")
+        )?;
+        writeln!(
+            f,
+            "als: regularization {}, alpha {}, {} factors, {} iterations ({})",
+            self.params.regularization,
+            self.params.alpha,
+            self.params.factors,
+            self.params.iterations,
+            if self.tuned {
+                "tuned on a validation split of the training part"
+            } else {
+                "as configured"
+            }
         )?;
         for (name, r) in [("als", &self.als), ("popularity", &self.popularity)] {
             writeln!(
@@ -210,9 +227,30 @@ pub fn rank_all(
     (lists, cold)
 }
 
-/// Seeded 80/20 split of each customer's products: ALS and popularity at `k`.
-pub fn evaluate(m: &Matrix, p: Params, k: usize) -> Result<Evaluation> {
+/// Chooses the settings on a validation split of `data` when `on`; `None` if tuning is off
+/// or no customer has enough products to hold one out.
+fn tuned(data: &Interactions, p: Params, k: usize, on: bool) -> Result<Option<Tuned>> {
+    if !on {
+        return Ok(None);
+    }
+    let t = tune::tune(data, p, &Grid::around(&p), k)?;
+    if let Some(t) = &t {
+        tracing::info!(
+            message = "Tuned ALS on a validation split.",
+            regularization = t.params.regularization,
+            alpha = t.params.alpha,
+            customers = t.customers
+        );
+    }
+    Ok(t)
+}
+
+/// Seeded 80/20 split of each customer's products: ALS (tuned on the training part only,
+/// if `tune`) and popularity at `k`.
+pub fn evaluate(m: &Matrix, p: Params, k: usize, tune: bool) -> Result<Evaluation> {
     let (train, test) = als::holdout(&m.data, 0.2, p.seed);
+    let t = tuned(&train, p, k, tune)?;
+    let p = t.as_ref().map_or(p, |t| t.params);
     let model = fit(p, &train)?;
     let popular = als::popularity(&train);
     let als_lists = model.ranked_lists(&train, k);
@@ -229,6 +267,8 @@ pub fn evaluate(m: &Matrix, p: Params, k: usize) -> Result<Evaluation> {
     Ok(Evaluation {
         k,
         customers: n,
+        params: p,
+        tuned: t.is_some(),
         als: als_r,
         popularity: pop_r,
     })
@@ -259,17 +299,23 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
         products = m.products.len(),
         purchases = m.data.nnz()
     );
+    let tune = rcfg.tune;
     if args.evaluate {
-        return tokio::task::spawn_blocking(move || evaluate(&m, p, 10))
+        return tokio::task::spawn_blocking(move || evaluate(&m, p, 10, tune))
             .await
             .map_err(|e| Error::Internal(format!("evaluation task: {e}")))?
             .map(Outcome::Evaluated);
     }
 
     // 2. Fit and rank.
-    let (m, model) = tokio::task::spawn_blocking(move || fit(p, &m.data).map(|model| (m, model)))
-        .await
-        .map_err(|e| Error::Internal(format!("ALS task: {e}")))??;
+    let (m, model, tuning) = tokio::task::spawn_blocking(move || {
+        let t = tuned(&m.data, p, k, tune)?;
+        let p = t.as_ref().map_or(p, |t| t.params);
+        fit(p, &m.data).map(|model| (m, model, t))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("ALS task: {e}")))??;
+    let p = tuning.as_ref().map_or(p, |t| t.params);
     let (lists, cold) = rank_all(&m, &model, k, include_bought);
     let version = model_version(&p, &purchases, &dates, k, include_bought);
 
@@ -334,6 +380,17 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
             "top_k": k,
             "include_bought": include_bought,
             "cold_start": "most distinct buyers, then most units, then lowest product id",
+            "tuning": tuning.as_ref().map(|t| json!({
+                "validation": "20% of each customer's products held out of the training data",
+                "score": format!("nDCG@{k}"),
+                "customers": t.customers,
+                "trials": t.trials.iter().map(|x| json!({
+                    "regularization": x.regularization,
+                    "alpha": x.alpha,
+                    "ndcg": x.ndcg,
+                    "precision": x.precision,
+                })).collect::<Vec<_>>(),
+            })),
         }),
         metrics: json!({
             "recommendations_from_als": from_als,

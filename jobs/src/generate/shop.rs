@@ -102,9 +102,9 @@ pub(super) struct Taste {
 }
 
 /// Weight factor of the favourite brand's products in a customer's orders ...
-const BRAND_PULL: f64 = 6.0;
+const BRAND_PULL: f64 = 40.0;
 /// ... and of the favourite category's.
-const CATEGORY_PULL: f64 = 3.0;
+const CATEGORY_PULL: f64 = 6.0;
 
 impl Taste {
     /// The taste of customer `id` of the shop seeded `seed`: from a generator of its own, so
@@ -116,7 +116,7 @@ impl Taste {
         brands.sort_unstable();
         brands.dedup();
         let categories = ["Laptop", "Smartphone", "Tablet", "Accessory"];
-        let brand = (rng.random::<f64>() < 0.75).then(|| brands[rng.random_range(0..brands.len())]);
+        let brand = (rng.random::<f64>() < 0.9).then(|| brands[rng.random_range(0..brands.len())]);
         let category =
             (rng.random::<f64>() < 0.6).then(|| categories[rng.random_range(0..categories.len())]);
         Taste { brand, category }

@@ -193,6 +193,18 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
     ] {
         assert!(text.contains(line), "{line:?} missing in:\n{text}");
     }
+    // The report beside the runs holds the same numbers as the printed table.
+    let report = read_report(&env, "forecast");
+    let ev = &report["evaluation"];
+    assert_eq!(ev["methods"][0], "auto");
+    assert_eq!(ev["holdout"], 14);
+    let printed = table_value(&text, "auto ", 1);
+    let mase = ev["overall"][0][0].as_f64().unwrap();
+    assert_eq!(format!("{mase:.3}"), printed, "{text}");
+    assert!(
+        text.contains("report: ")
+            && text.contains("evaluations/forecast/run_date=2026-11-20/report.json")
+    );
 
     // Recommendations.
     let out = env.jobs(&["recommend", "--run-date", RUN_DATE, "--since", SINCE]);
@@ -315,6 +327,31 @@ fn forecast_publishes_to_kafka_and_the_lake_and_recommend_too() {
         text.contains("als ") && text.contains("popularity "),
         "{text}"
     );
+    let report = read_report(&env, "recommend");
+    assert_eq!(report["settings"]["tuned"], true);
+    for (name, key) in [("als ", "als"), ("popularity ", "popularity")] {
+        let p = report[key]["precision"].as_f64().unwrap();
+        assert_eq!(format!("{p:.4}"), table_value(&text, name, 1), "{text}");
+    }
+}
+
+/// The `--evaluate` report of `job` for the run date, as JSON.
+fn read_report(env: &Env, job: &str) -> Value {
+    let path = format!(
+        "{}/evaluations/{job}/run_date={RUN_DATE}/report.json",
+        env.lake()
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Column `col` (0 = the row's name) of the printed table's row that starts with `row`.
+fn table_value(text: &str, row: &str, col: usize) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(row))
+        .unwrap_or_else(|| panic!("no row {row:?} in:\n{text}"));
+    line.split_whitespace().nth(col).unwrap().to_string()
 }
 
 #[test]

@@ -284,25 +284,19 @@ mod tests {
 
     #[test]
     fn a_short_history_keeps_the_default() {
-        let s = weekly(60, 1.0, 3);
-        let c = choose(
-            &s,
-            &Method::ALL,
-            Method::Ridge,
-            7,
-            (DAY, &Calendar::default()),
-        )
-        .unwrap();
+        let cal = Calendar::default();
+        let pick = |days| {
+            choose(
+                &weekly(days, 1.0, 3),
+                &Method::ALL,
+                Method::Ridge,
+                7,
+                (DAY, &cal),
+            )
+        };
+        let c = pick(60).unwrap();
         assert_eq!((c.name(), c.backtest), ("ridge".to_string(), None));
-        let tiny = weekly(20, 1.0, 3);
-        let c = choose(
-            &tiny,
-            &Method::ALL,
-            Method::Ridge,
-            7,
-            (DAY, &Calendar::default()),
-        );
-        assert_eq!(c.unwrap().name(), "seasonal_naive");
+        assert_eq!(pick(20).unwrap().name(), "seasonal_naive");
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn shop() -> Env {
         Some(&format!(
             "UPDATE product_sales SET product_name = '{HOSTILE}', quantity_sold = quantity_sold + 5 WHERE product_id = 1; \
              UPDATE products SET name = '{HOSTILE}' WHERE id = 1; \
-             UPDATE inventory SET stock_level = 40, updated_at = '2026-11-05 00:00:00' WHERE product_id IN (2, 3, 4)"
+             UPDATE inventory SET stock_level = 13, updated_at = '2026-11-05 00:00:00' WHERE product_id IN (2, 3, 4)"
         )),
     );
     env.sql(

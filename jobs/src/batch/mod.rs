@@ -26,6 +26,13 @@ use crate::io::kafka;
 use crate::io::lake::Lake;
 use crate::{Error, Result};
 
+/// What a batch run did: published its outputs, or (`--evaluate`) scored its models.
+#[derive(Debug)]
+pub enum Outcome<S, E> {
+    Published(S),
+    Evaluated(E),
+}
+
 /// The dates a batch run covers: history in `[since, until)`, outputs dated `run_date`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Dates {
@@ -222,6 +229,21 @@ pub async fn write_manifest(lake: &Lake, dir: &str, m: &Manifest<'_>) -> Result<
     let rel = format!("{dir}/manifest.json");
     let text = serde_json::to_vec_pretty(m)
         .map_err(|e| Error::Internal(format!("manifest encoding: {e}")))?;
+    lake.put(&rel, text).await?;
+    Ok(rel)
+}
+
+/// Writes an `--evaluate` report to `evaluations/<job>/run_date=<date>/report.json` (apart
+/// from the published runs, which a later run of the date replaces); returns its path.
+pub async fn write_report(
+    lake: &Lake,
+    job: &str,
+    run_date: NaiveDate,
+    report: &serde_json::Value,
+) -> Result<String> {
+    let rel = format!("evaluations/{job}/run_date={run_date}/report.json");
+    let text = serde_json::to_vec_pretty(report)
+        .map_err(|e| Error::Internal(format!("report encoding: {e}")))?;
     lake.put(&rel, text).await?;
     Ok(rel)
 }

@@ -36,11 +36,7 @@ pub struct RunOptions {
 }
 
 /// What a run did.
-#[derive(Debug)]
-pub enum Outcome {
-    Published(Summary),
-    Evaluated(Evaluation),
-}
+pub type Outcome = super::Outcome<Summary, Evaluation>;
 
 /// A published run.
 #[derive(Debug, Serialize)]
@@ -61,6 +57,8 @@ pub struct Evaluation {
     /// The settings ALS ran with (tuned on the training part only, if tuning is on).
     pub params: Params,
     pub tuned: bool,
+    /// Where the report was written (`evaluations/recommend/run_date=.../report.json`).
+    pub report: Option<String>,
     pub als: Ranking,
     pub popularity: Ranking,
 }
@@ -101,6 +99,9 @@ impl fmt::Display for Evaluation {
                 "{name:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
                 r.precision, r.recall, r.ndcg, r.map
             )?;
+        }
+        if let Some(r) = &self.report {
+            writeln!(f, "report: {r}")?;
         }
         Ok(())
     }
@@ -269,6 +270,7 @@ pub fn evaluate(m: &Matrix, p: Params, k: usize, tune: bool) -> Result<Evaluatio
         customers: n,
         params: p,
         tuned: t.is_some(),
+        report: None,
         als: als_r,
         popularity: pop_r,
     })
@@ -301,10 +303,33 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     );
     let tune = rcfg.tune;
     if args.evaluate {
-        return tokio::task::spawn_blocking(move || evaluate(&m, p, 10, tune))
+        let mut e = tokio::task::spawn_blocking(move || evaluate(&m, p, 10, tune))
             .await
-            .map_err(|e| Error::Internal(format!("evaluation task: {e}")))?
-            .map(Outcome::Evaluated);
+            .map_err(|e| Error::Internal(format!("evaluation task: {e}")))??;
+        let ranking = |r: &Ranking| json!({"precision": r.precision, "recall": r.recall, "ndcg": r.ndcg, "map": r.map});
+        let report = json!({
+            "job": "recommend --evaluate",
+            "program": format!("jobs {}", env!("CARGO_PKG_VERSION")),
+            "dates": &dates,
+            "inputs": &purchases.inputs,
+            "protocol": "20% of each customer's products held out (seeded); ALS (tuned on the other 80% only, if recommend.tune) and popularity ranked without the training products",
+            "k": e.k,
+            "customers": e.customers,
+            "settings": {
+                "factors": e.params.factors,
+                "regularization": e.params.regularization,
+                "alpha": e.params.alpha,
+                "iterations": e.params.iterations,
+                "seed": e.params.seed,
+                "tuned": e.tuned,
+            },
+            "als": ranking(&e.als),
+            "popularity": ranking(&e.popularity),
+            "finished_at": super::now_rfc3339(),
+        });
+        let rel = super::write_report(&lake, "recommend", dates.run_date, &report).await?;
+        e.report = Some(lake.url_of(&rel));
+        return Ok(Outcome::Evaluated(e));
     }
 
     // 2. Fit and rank.

@@ -38,6 +38,8 @@ pub struct Evaluation {
     /// Per method: mean MASE over products, overall WAPE, mean sMAPE.
     pub overall: Vec<(Option<f64>, Option<f64>, f64)>,
     pub skipped: usize,
+    /// Where the report was written (`evaluations/forecast/run_date=.../report.json`).
+    pub report: Option<String>,
 }
 
 /// A product's backtest row and, per method, its absolute error and sMAPE.
@@ -135,6 +137,7 @@ pub fn evaluate(
         rows: rows.into_iter().map(|(r, _)| r).collect(),
         overall,
         skipped,
+        report: None,
     })
 }
 
@@ -178,6 +181,9 @@ impl fmt::Display for Evaluation {
                 opt(*mase),
                 opt(*wape)
             )?;
+        }
+        if let Some(r) = &self.report {
+            writeln!(f, "report: {r}")?;
         }
         Ok(())
     }

@@ -41,11 +41,7 @@ pub struct RunOptions {
 }
 
 /// What a run did.
-#[derive(Debug)]
-pub enum Outcome {
-    Published(Summary),
-    Evaluated(Evaluation),
-}
+pub type Outcome = super::Outcome<Summary, Evaluation>;
 
 /// A published forecast run.
 #[derive(Debug, Serialize)]
@@ -146,10 +142,21 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     if args.evaluate {
         let holdout = periods(args.holdout_days.unwrap_or(fcfg.holdout_days), g);
         let products = daily.products.clone();
-        let eval =
+        let mut eval =
             tokio::task::spawn_blocking(move || evaluate(&series, &products, holdout, (g, &cal)))
                 .await
                 .map_err(|e| Error::Internal(format!("evaluation task: {e}")))??;
+        let report = json!({
+            "job": "forecast --evaluate",
+            "program": format!("jobs {}", env!("CARGO_PKG_VERSION")),
+            "dates": &dates,
+            "inputs": &daily.inputs,
+            "protocol": "each product's last `holdout` periods held out; every model fitted on the periods before (auto chooses on those alone); recursive forecasts at the planning price; MASE against the in-sample seasonal-naive error",
+            "evaluation": &eval,
+            "finished_at": super::now_rfc3339(),
+        });
+        let rel = super::write_report(&lake, "forecast", dates.run_date, &report).await?;
+        eval.report = Some(lake.url_of(&rel));
         return Ok(Outcome::Evaluated(eval));
     }
 

@@ -130,6 +130,14 @@ impl Registry {
             source: "local registry data/avro/registry.json".into(),
         };
         for e in file.schemas {
+            // An older version of a kind's schema (`<name>.v<N>.avsc`) is there for outside
+            // readers of old messages; we write the current one only.
+            if SchemaKind::ALL
+                .iter()
+                .any(|k| is_older_version(&e.file, k.file()))
+            {
+                continue;
+            }
             let kind = SchemaKind::ALL
                 .into_iter()
                 .find(|k| k.file() == e.file)
@@ -232,6 +240,15 @@ impl Registry {
     pub fn kind(&self, id: u32) -> Option<SchemaKind> {
         self.kinds.get(&id).copied()
     }
+}
+
+/// Whether `file` is `<stem>.v<digits>.avsc` for the current schema `<stem>.avsc`.
+fn is_older_version(file: &str, current: &str) -> bool {
+    let stem = current.trim_end_matches(".avsc");
+    file.strip_prefix(stem)
+        .and_then(|rest| rest.strip_prefix(".v"))
+        .and_then(|rest| rest.strip_suffix(".avsc"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Splits a Confluent-framed message into its schema id and Avro body.
@@ -506,6 +523,30 @@ mod tests {
             AV::Record(fields) => &fields.iter().find(|(n, _)| n == name).unwrap().1,
             _ => panic!("not a record"),
         }
+    }
+
+    #[test]
+    fn older_schema_versions_stay_for_readers_and_are_not_written() {
+        assert!(is_older_version(
+            "sales_prediction.v1.avsc",
+            "sales_prediction.avsc"
+        ));
+        assert!(!is_older_version(
+            "sales_prediction.avsc",
+            "sales_prediction.avsc"
+        ));
+        assert!(!is_older_version(
+            "sales_prediction.vx.avsc",
+            "sales_prediction.avsc"
+        ));
+        let reg = Registry::local().unwrap();
+        // Id 8 is the forecast's schema before the interval fields; 10 is written now.
+        assert_eq!(reg.id(SchemaKind::SalesPrediction).unwrap(), 10);
+        assert_eq!(reg.kind(8), None);
+        let old: serde_json::Value =
+            serde_json::from_str(include_str!("../../../data/avro/sales_prediction.v1.avsc"))
+                .unwrap();
+        assert_eq!(old["fields"].as_array().unwrap().len(), 7);
     }
 
     #[test]

@@ -74,8 +74,8 @@ pub struct ForecastConfig {
     /// Days of history to train on, ending the day before the run date (`--since`
     /// overrides).
     pub history_days: u32,
-    /// `auto` (per product, the model with the least error in a rolling-origin backtest on
-    /// its own history), or one model for every product: `ols` (least squares), `ridge`
+    /// `auto` (per product, the mean of the two models with the least error in a
+    /// rolling-origin backtest on its own history), or one model for every product: `ols` (least squares), `ridge`
     /// (least squares with an L2 penalty), `poisson` (log-link GLM) or `seasonal_naive`.
     pub model: ForecastModel,
     /// Days held out by `--evaluate` when `--holdout-days` is not given.
@@ -122,7 +122,8 @@ pub enum ForecastGranularity {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum ForecastModel {
-    /// Per product, the model with the least error in a rolling-origin backtest.
+    /// Per product, the mean of the two models with the least error in a rolling-origin
+    /// backtest.
     Auto,
     /// Ordinary least squares on the demand features (linfa-linear).
     Ols,

@@ -117,17 +117,25 @@ pub fn choose(
             .or_else(|_| forecast::fit(series, Method::SeasonalNaive, g, cal))?;
         return Ok(Choice::single(model));
     }
+    // The history before each cut, once for every candidate.
+    let trains: Vec<(usize, Series, f64)> = cuts
+        .iter()
+        .map(|&cut| {
+            let train = series.head(cut);
+            let price = train.planning_price(g).unwrap_or(0.0);
+            (cut, train, price)
+        })
+        .collect();
     let mut scored: Vec<(usize, f64, Vec<f64>)> = Vec::with_capacity(candidates.len());
     for (i, &m) in candidates.iter().enumerate() {
         let mut residuals = Vec::with_capacity(cuts.len() * horizon);
-        for &cut in &cuts {
-            let train = series.head(cut);
-            let price = train.planning_price(g).unwrap_or(0.0);
+        for (cut, train, price) in &trains {
+            let (cut, price) = (*cut, *price);
             // A model that fails to fit at a cut scores as seasonal naive there, as it
             // would be published.
-            let model = forecast::fit(&train, m, g, cal)
-                .or_else(|_| forecast::fit(&train, Method::SeasonalNaive, g, cal))?;
-            let f = forecast::predict(&model, &train, horizon, price, cal);
+            let model = forecast::fit(train, m, g, cal)
+                .or_else(|_| forecast::fit(train, Method::SeasonalNaive, g, cal))?;
+            let f = forecast::predict(&model, train, horizon, price, cal);
             let actual = &series.quantity[cut..cut + horizon];
             residuals.extend(actual.iter().zip(&f).map(|(a, f)| a - f));
         }

@@ -82,14 +82,20 @@ pub fn evaluate(
             let mut scores = Vec::new();
             let mut raw = Vec::new();
             for m in EVAL_MODELS {
-                // The choice is made on the training days alone, as a published run makes it.
-                let choice = backtest::choose(&train, candidates(m), fallback(m), h, (g, cal))
-                    .unwrap_or_else(|_| {
-                        Choice::single(
-                            fc::fit(&train, Method::SeasonalNaive, g, cal)
-                                .expect("seasonal naive always fits"),
-                        )
-                    });
+                // `auto` chooses on the training days alone, as a published run does; a
+                // single model needs no backtest here (its errors only make the interval).
+                let chosen = match m {
+                    ForecastModel::Auto => {
+                        backtest::choose(&train, candidates(m), fallback(m), h, (g, cal))
+                    }
+                    _ => fc::fit(&train, fallback(m), g, cal).map(Choice::single),
+                };
+                let choice = chosen.unwrap_or_else(|_| {
+                    Choice::single(
+                        fc::fit(&train, Method::SeasonalNaive, g, cal)
+                            .expect("seasonal naive always fits"),
+                    )
+                });
                 let f = choice.predict(&train, h, price, cal);
                 scores.push((
                     metrics::mase(actual, &f, &train.quantity, g.season()),

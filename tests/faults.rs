@@ -158,3 +158,231 @@ fn batch_jobs_with_the_broker_down_publish_nothing_and_rerun_cleanly() {
         );
     }
 }
+
+/// 10,000 hostile messages (random bytes, truncated Avro, unknown schema ids, 1 MB values,
+/// valid Avro with absurd dates, quantities and prices, empty names) mixed into two days of
+/// real sales on `product_sales`: every one is dead-lettered once with a reason of its kind,
+/// the job stays up, `consumed = aggregated + late + dead-lettered` holds exactly, and the
+/// lake equals a run over the real sales alone.
+#[test]
+fn hostile_messages_are_each_dead_lettered_once_and_the_lake_is_as_without_them() {
+    let shop = |env: &Env, until: &str| {
+        env.jobs(&[
+            "generate",
+            "--days",
+            "1",
+            "--orders",
+            "5000",
+            "--customers",
+            "300",
+            "--until",
+            until,
+            "--seed",
+            "9",
+        ]);
+        env.jobs(&["ingest", "--once"]);
+    };
+    let env = Env::new(Backend::Sqlite);
+    env.jobs(&["init"]);
+    shop(&env, "2026-11-19T00:00:00Z");
+    let sent = env.dir.join("hostile.json");
+    let sent = sent.to_str().unwrap();
+    let produced = common::python(&[
+        "tests/py/hostile.py",
+        "produce",
+        common::BROKERS,
+        &env.topic("product_sales"),
+        "10000",
+        "1",
+        sent,
+    ]);
+    assert_eq!(produced["produced"], 10000, "{produced}");
+    shop(&env, "2026-11-20T00:00:00Z");
+    let out = env.jobs(&["stream", "--until-idle"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("consumed 20000 events"), "{stdout}");
+    assert!(stdout.contains("10000 dead-lettered"), "{stdout}");
+    let checked = common::python(&[
+        "tests/py/hostile.py",
+        "check",
+        common::BROKERS,
+        &env.topic("dlq"),
+        sent,
+    ]);
+    assert_eq!(checked["dead_lettered"], 10000, "{checked}");
+    assert_eq!(checked["n_missing"], 0, "{checked}");
+    assert_eq!(checked["n_wrong"], 0, "{checked}");
+    assert_eq!(checked["twice"], serde_json::json!([]), "{checked}");
+
+    // The same real sales without the hostile ones, in an env of their own.
+    let plain = Env::new(Backend::Sqlite);
+    plain.jobs(&["init"]);
+    shop(&plain, "2026-11-19T00:00:00Z");
+    shop(&plain, "2026-11-20T00:00:00Z");
+    plain.jobs(&["stream", "--until-idle"]);
+    let digest = |lake: &str| common::python(&["tests/py/compact_check.py", "digest", lake]);
+    let (ours, theirs) = (digest(&env.lake()), digest(&plain.lake()));
+    for t in ["sales_windows", "sales_raw", "late_sales"] {
+        for k in ["rows", "digest"] {
+            assert_eq!(ours[t][k], theirs[t][k], "{t} {k}");
+        }
+    }
+    println!(
+        "10000 hostile messages {}: all dead-lettered once, reasons e.g. {}",
+        produced["kinds"], checked["example_reasons"]
+    );
+}
+
+/// Secrets given in the configuration (a database password, a SASL password, the S3 secret
+/// key, the dashboard token) appear nowhere a user or a log collector reads: `jobs config`,
+/// the logs of ingest, stream and forecast at debug level, the metrics, every file of the
+/// lake (manifests and checkpoints included) and the one error line of a failed connection.
+#[test]
+fn secrets_never_appear_in_logs_metrics_config_manifests_or_error_lines() {
+    const SECRETS: [&str; 4] = [
+        "Db-Pw-7f3a",
+        "Sasl-Pw-91c2",
+        "S3-Secret-4e8d",
+        "Dash-Token-c0de",
+    ];
+    let env = Env::new(Backend::Postgres);
+    let metrics = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let with_pw = env
+        .db_url
+        .replace("postgres@", &format!("postgres:{}@", SECRETS[0]));
+    let cfg = env.config_with(
+        "secrets.toml",
+        &[
+            (
+                &format!("database_url = \"{}\"", env.db_url),
+                &format!("database_url = \"{with_pw}\""),
+            ),
+            (
+                "\"log_level\" = \"3\"",
+                &format!(
+                    "\"log_level\" = \"3\"\n\"sasl.password\" = \"{}\"",
+                    SECRETS[1]
+                ),
+            ),
+            (
+                "metrics_addr = \"\"",
+                &format!("metrics_addr = \"{metrics}\""),
+            ),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[s3]\nsecret_access_key = \"{}\"\n[dashboard]\ntoken = \"{}\"\n",
+        SECRETS[2], SECRETS[3]
+    ));
+    std::fs::write(&cfg, text).unwrap();
+
+    let seen = std::cell::RefCell::new(String::new());
+    let run = |args: &[&str]| {
+        let out = env
+            .cmd_with(&cfg, args)
+            .env("JOBS_LOG", "debug")
+            .output()
+            .unwrap();
+        let mut seen = seen.borrow_mut();
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+        out.status.success()
+    };
+    assert!(run(&["config"]));
+    assert!(run(&["init"]));
+    assert!(run(&[
+        "generate",
+        "--days",
+        "14",
+        "--orders",
+        "4000",
+        "--customers",
+        "200",
+        "--until",
+        "2026-11-20T00:00:00Z",
+    ]));
+    assert!(run(&["ingest", "--once"]));
+    // The stream, scraped while it runs.
+    let mut stream = env
+        .cmd_with(&cfg, &["stream"])
+        .env("JOBS_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(env.dir.join("stream.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let mut scraped = String::new();
+    while t.elapsed() < Duration::from_secs(60)
+        && !scraped.contains("jobs_stream_events_in_total 4000")
+    {
+        std::thread::sleep(Duration::from_millis(300));
+        scraped = common::outage::scrape(&metrics);
+    }
+    assert!(
+        scraped.contains("jobs_stream_events_in_total 4000"),
+        "{scraped}"
+    );
+    seen.borrow_mut().push_str(&scraped);
+    std::process::Command::new("kill")
+        .args(["-TERM", &stream.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stream.wait().unwrap().success());
+    let log = std::fs::read_to_string(env.dir.join("stream.log")).unwrap();
+    seen.borrow_mut().push_str(&log);
+    assert!(run(&["stream", "--until-idle"]));
+    assert!(run(&[
+        "--database-url",
+        &with_pw,
+        "forecast",
+        "--run-date",
+        "2026-11-20"
+    ]));
+    // A failed connection: one error line, which names the server, not the password.
+    let refused = format!("postgres://postgres:{}@127.0.0.1:1/x", SECRETS[0]);
+    assert!(!run(&["--database-url", &refused, "ingest", "--once"]));
+    assert!(
+        seen.contains("error: database postgres://postgres:***@127.0.0.1:1/x"),
+        "{seen}"
+    );
+
+    for entry in walk(std::path::Path::new(&env.lake())) {
+        seen.push_str(&String::from_utf8_lossy(&std::fs::read(&entry).unwrap()));
+    }
+    assert!(
+        seen.contains("manifest") || seen.contains("\"rerun\""),
+        "the manifest was read"
+    );
+    for s in SECRETS {
+        assert!(
+            !seen.contains(s),
+            "{s} leaked:\n{}",
+            seen.lines()
+                .filter(|l| l.contains(s))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    println!(
+        "secrets checked in {} bytes of output, metrics and lake files",
+        seen.len()
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -555,13 +555,7 @@ fn global_args(g: &Global) -> Vec<String> {
 
 fn toml_string(cfg: &Config) -> anyhow::Result<String> {
     // Secrets are printed as set or not, never as they are.
-    let mut cfg = cfg.clone();
-    for secret in [&mut cfg.dashboard.token, &mut cfg.s3.secret_access_key] {
-        if let Some(s) = secret.as_mut() {
-            *s = "<redacted>".into();
-        }
-    }
-    Ok(toml::to_string_pretty(&cfg)?)
+    Ok(toml::to_string_pretty(&cfg.redacted())?)
 }
 
 /// `jobs compact`: one pass at full speed over the chosen tables and dates.

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::io::retry::Health;
+
 /// The stream job's metrics.
 #[derive(Debug, Default)]
 pub struct StreamMetrics {
@@ -29,6 +31,10 @@ pub struct StreamMetrics {
     /// Per partition: (lag in messages is not exact on every broker, so we export the
     /// watermark delay: now - watermark, seconds) and the watermark itself.
     pub partitions: Mutex<BTreeMap<i32, PartitionGauges>>,
+    /// The lake, the SQL sink and Redis, as the flush's retries see them.
+    pub lake: Health,
+    pub sql: Health,
+    pub redis: Health,
 }
 
 impl StreamMetrics {
@@ -135,6 +141,25 @@ impl StreamMetrics {
                     "jobs_stream_reference_problems_total{{kind=\"{k}\"}} {v}\n"
                 ));
             }
+        }
+        s.push_str("# HELP jobs_stream_dependency_up 1 while the dependency answers, 0 while a flush waits for it.\n# TYPE jobs_stream_dependency_up gauge\n");
+        let deps = [
+            ("lake", &self.lake),
+            ("sql", &self.sql),
+            ("redis", &self.redis),
+        ];
+        for (name, h) in deps {
+            let up = h.up.load(Ordering::Relaxed);
+            s.push_str(&format!(
+                "jobs_stream_dependency_up{{dependency=\"{name}\"}} {up}\n"
+            ));
+        }
+        s.push_str("# HELP jobs_stream_dependency_retries_total Failed attempts retried, by dependency.\n# TYPE jobs_stream_dependency_retries_total counter\n");
+        for (name, h) in deps {
+            let n = h.retries.load(Ordering::Relaxed);
+            s.push_str(&format!(
+                "jobs_stream_dependency_retries_total{{dependency=\"{name}\"}} {n}\n"
+            ));
         }
         s.push_str(&format!(
             "# HELP jobs_stream_open_window_keys Open (window, product) aggregates.\n# TYPE jobs_stream_open_window_keys gauge\njobs_stream_open_window_keys {}\n",

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::records::SaleRow;
-use crate::units::{MAX_CENTS, format_cents};
+use crate::units::{MAX_CENTS, format_cents, rfc3339_micros};
 
 /// The widths of the SQL output tables and of the source schema (`data/sql/`): a longer value
 /// would fail every flush of the stream, so it is refused where it enters.
@@ -32,6 +32,10 @@ pub enum Invalid {
     RevenueOverflows,
     /// A text longer than its column.
     TooLong { field: &'static str, max: usize },
+    /// `transaction_date` before 1970.
+    BeforeEpoch(i64),
+    /// `transaction_date` further ahead of the consumer's clock than `stream.max_future`.
+    InTheFuture(i64),
 }
 
 impl fmt::Display for Invalid {
@@ -53,6 +57,14 @@ impl fmt::Display for Invalid {
             Invalid::TooLong { field, max } => {
                 write!(f, "{field} is longer than {max} characters")
             }
+            Invalid::BeforeEpoch(t) => {
+                write!(f, "transaction_date {} is before 1970", rfc3339_micros(*t))
+            }
+            Invalid::InTheFuture(t) => write!(
+                f,
+                "transaction_date {} is ahead of the clock by more than stream.max_future",
+                rfc3339_micros(*t)
+            ),
         }
     }
 }
@@ -101,6 +113,19 @@ pub fn sale(s: &SaleRow<'_>) -> Result<(), Invalid> {
     }
     if s.price_per_unit_cents < 0 {
         return Err(Invalid::NegativePrice(s.price_per_unit_cents));
+    }
+    Ok(())
+}
+
+/// Checks a sale's time where it is consumed: not before 1970, and not after `latest` (the
+/// consumer's clock plus `stream.max_future`).
+#[inline]
+pub fn event_time(micros: i64, latest: i64) -> Result<(), Invalid> {
+    if micros < 0 {
+        return Err(Invalid::BeforeEpoch(micros));
+    }
+    if micros > latest {
+        return Err(Invalid::InTheFuture(micros));
     }
     Ok(())
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rand::Rng;
 
 use super::capture::{Capture, Input, Step};
 use super::metrics::CdcMetrics;
@@ -17,6 +16,7 @@ use super::state::SnapshotProgress;
 use super::writer::{Mark, Writer};
 use super::{Stats, binlog, mark};
 use crate::config::Config;
+use crate::io::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
@@ -81,20 +81,6 @@ pub async fn snapshot(
     Ok(rows)
 }
 
-/// Capped exponential backoff with jitter.
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        self.failures += 1;
-        let base = 200u64 << self.failures.min(8);
-        let capped = base.min(30_000);
-        Duration::from_millis(rand::rng().random_range(capped / 2..=capped))
-    }
-}
-
 /// Whether reconnecting cannot help: the server refused us for good.
 fn fatal(e: &Error) -> bool {
     match e {
@@ -143,7 +129,7 @@ pub async fn follow(
     let heartbeat = cfg.cdc.heartbeat;
     let db = server.db.clone();
     let tables = cfg.cdc.tables.clone();
-    let mut backoff = Backoff { failures: 0 };
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut stream = None;
     let mut last_event = Instant::now();
     let mut head_polled = Instant::now() - Duration::from_secs(60);
@@ -160,17 +146,17 @@ pub async fn follow(
             .await
             {
                 Ok(s) => {
-                    if backoff.failures > 0 {
+                    if backoff.failures() > 0 {
                         tracing::info!(message = "Binlog connection restored.", position = %from);
                     }
-                    backoff.failures = 0;
+                    backoff.reset();
                     metrics.binlog_up.store(1, Ordering::Relaxed);
                     stream = Some(s);
                     last_event = Instant::now();
                 }
                 Err(e) if fatal(&e) => return Err(explain(server, cfg, e)),
                 Err(e) => {
-                    if backoff.failures == 0 {
+                    if backoff.failures() == 0 {
                         tracing::warn!(message = "Binlog connection lost; retrying with backoff.", error = %e, position = %from);
                     }
                     metrics.binlog_up.store(0, Ordering::Relaxed);
@@ -275,8 +261,7 @@ pub async fn follow(
             metrics.binlog_retries.fetch_add(1, Ordering::Relaxed);
             stream = None;
             capture.rewind();
-            backoff.failures = 1;
-            shutdown.sleep(Duration::from_millis(200)).await;
+            shutdown.sleep(backoff.next()).await;
         }
         if head_polled.elapsed() >= Duration::from_secs(2) {
             head_polled = Instant::now();

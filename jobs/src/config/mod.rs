@@ -125,6 +125,11 @@ pub struct StreamConfig {
     /// Expiry of the Redis top-N keys.
     #[serde(with = "humantime_serde")]
     pub redis_ttl: Duration,
+    /// A sale dated more than this ahead of the clock is dead-lettered: one producer with a
+    /// broken clock (or a hostile one) would otherwise move its partition's watermark into
+    /// the future and make every later sale late.
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
 }
 
 /// A business output of `jobs stream`.
@@ -189,6 +194,7 @@ impl Default for StreamConfig {
             sql_url: None,
             redis_url: None,
             redis_ttl: Duration::from_secs(2 * 86_400),
+            max_future: Duration::from_secs(86_400),
         }
     }
 }
@@ -469,6 +475,42 @@ impl Config {
         Ok(())
     }
 
+    /// A copy fit to print: passwords in URLs as `***`, secrets (`s3.secret_access_key`,
+    /// `dashboard.token`, Kafka properties whose name says password, secret, key or jaas)
+    /// as `<redacted>`.
+    pub fn redacted(&self) -> Config {
+        use crate::io::db::redact;
+        let mut c = self.clone();
+        c.database_url = redact(&c.database_url);
+        for url in [
+            &mut c.stream.sql_url,
+            &mut c.stream.reference_url,
+            &mut c.stream.redis_url,
+            &mut c.schema_registry.url,
+            &mut c.cdc.url,
+            &mut c.sync.redis_url,
+            &mut c.sync.postgres_url,
+            &mut c.sync.mongodb_url,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *url = redact(url);
+        }
+        for secret in [&mut c.dashboard.token, &mut c.s3.secret_access_key]
+            .into_iter()
+            .flatten()
+        {
+            *secret = "<redacted>".into();
+        }
+        for (k, v) in c.kafka.properties.iter_mut() {
+            if is_secret_property(k) {
+                *v = "<redacted>".into();
+            }
+        }
+        c
+    }
+
     /// The name under which ingest records its watermarks for this source.
     pub fn source_name(&self) -> String {
         self.ingest
@@ -476,6 +518,15 @@ impl Config {
             .clone()
             .unwrap_or_else(|| crate::io::db::redact(&self.database_url))
     }
+}
+
+/// Whether a Kafka property holds a secret (`sasl.password`, `ssl.key.password`,
+/// `sasl.jaas.config`, `sasl.oauthbearer.client.secret`, `ssl.keystore.password`, ...).
+pub fn is_secret_property(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["password", "secret", "jaas", ".key.pem", "ssl.key"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 fn one_line(e: figment::Error) -> String {

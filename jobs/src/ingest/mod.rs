@@ -29,15 +29,16 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use rdkafka::producer::ThreadedProducer;
 
-use crate::Result;
 use crate::io::avro::Registry;
 use crate::io::avro::SchemaKind;
 use crate::io::delivery::{Deliveries, DeliveryContext};
 use crate::io::kafka;
 use crate::io::produce::flush_now;
+use crate::io::retry::{self, Backoff};
 use crate::io::source::Source;
 use crate::io::source::{CursorTable, Keyset};
 use crate::shutdown::Shutdown;
+use crate::{Error, Result};
 use state::Tails;
 pub use state::{Position, TableState};
 use std::collections::HashMap;
@@ -144,7 +145,7 @@ pub async fn run_with(cfg: &Config, opts: RunOptions, shutdown: Shutdown) -> Res
     // Drain every table, once or until shut down.
     loop {
         for job in &mut jobs {
-            ctx.drain(job, &shutdown).await?;
+            drain_waiting_out_outages(&ctx, job, opts.follow, &shutdown).await?;
         }
         if !opts.follow || shutdown.is_raised() {
             break;
@@ -155,6 +156,41 @@ pub async fn run_with(cfg: &Config, opts: RunOptions, shutdown: Shutdown) -> Res
         }
     }
     finish(cfg, &run.producer, &run.deliveries, &jobs, started)
+}
+
+/// Drains one table; in follow mode, an outage of the source database (a restart, a
+/// failover) is waited out with backoff and the drain resumes at the table's cursor, which
+/// only ever covers what was published. Once (`--once`), the error ends the run.
+async fn drain_waiting_out_outages(
+    ctx: &drain::Ctx<'_>,
+    job: &mut TableJob,
+    follow: bool,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    loop {
+        match ctx.drain(job, shutdown).await {
+            Ok(()) => {
+                if backoff.failures() > 0 {
+                    tracing::info!(
+                        message = "Source database is back; reading on from the cursor.",
+                        table = job.spec.table,
+                        retries = backoff.failures()
+                    );
+                }
+                return Ok(());
+            }
+            Err(e @ Error::Database { .. })
+                if follow && retry::transient(&e) && !shutdown.is_raised() =>
+            {
+                if backoff.failures() == 0 {
+                    tracing::warn!(message = "Source database failed; retrying with backoff, the cursor stays.", table = job.spec.table, error = %e);
+                }
+                shutdown.sleep(backoff.next()).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The last step: the totals logged, the last checkpoints flushed and their delivery checked.

@@ -203,7 +203,14 @@ impl Deliveries {
 /// The producer context that feeds [`Deliveries`].
 pub struct DeliveryContext(pub Deliveries);
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::io::kafka::log_client_error(error, reason);
+    }
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::io::kafka::log_librdkafka(level, fac, log_message);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
@@ -216,9 +223,11 @@ impl ProducerContext for DeliveryContext {
             Ok(m) => (m, None),
             Err((e, m)) => (m, Some(e)),
         };
-        if let Some(e) = failed {
-            st.errors
-                .push(format!("{}[{}]: {e}", m.topic(), m.partition()));
+        match failed {
+            Some(e) => st
+                .errors
+                .push(format!("{}[{}]: {e}", m.topic(), m.partition())),
+            None => crate::io::kafka::broker_answered(),
         }
         st.reported += 1;
         // Whether this report completed its batch or the count waited for: the waiter waits

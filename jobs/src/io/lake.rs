@@ -42,7 +42,16 @@ impl Lake {
         };
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            // Requests are retried briefly here; a longer outage is the flush's to wait out
+            // (`io::retry`), where the metrics and the logs show it.
+            let retry = object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(15),
+                ..Default::default()
+            };
+            let mut b = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry);
             if let Some(e) = &s3.endpoint {
                 b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
             }
@@ -112,9 +121,9 @@ impl Lake {
     }
 
     /// Writes `bytes` at `rel` atomically (replacing any object there).
-    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+    pub async fn put(&self, rel: &str, bytes: impl Into<Bytes>) -> Result<()> {
         self.store
-            .put(&self.path(rel), PutPayload::from(bytes))
+            .put(&self.path(rel), PutPayload::from(bytes.into()))
             .await
             .map_err(self.err(format!("write {rel}")))?;
         Ok(())

@@ -1,6 +1,6 @@
 //! Adapters to the outside world, one file each: the relational database (and ingest's read
 //! path over it), Kafka (and ingest's batched produce path), Avro, the lake and its
-//! locks.
+//! locks, and the retry policy for their outages.
 
 pub mod avro;
 pub mod db;
@@ -10,4 +10,5 @@ pub mod kafka;
 pub mod lake;
 pub mod lock;
 pub mod produce;
+pub mod retry;
 pub mod source;

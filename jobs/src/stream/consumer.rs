@@ -50,6 +50,9 @@ impl ClientContext for StreamContext {
     fn error(&self, error: KafkaError, reason: &str) {
         kafka::log_client_error(error, reason);
     }
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        kafka::log_librdkafka(level, fac, log_message);
+    }
 }
 
 impl ConsumerContext for StreamContext {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -22,7 +24,9 @@ use crate::io::delivery::{Deliveries, DeliveryContext, NO_BATCH};
 use crate::io::kafka::{self, partition_for};
 use crate::io::lake::Lake;
 use crate::io::lock::LakeLock;
+use crate::io::retry::retry;
 use crate::metrics::StreamMetrics;
+use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
 /// Everything the shell writes to, and what it knows of the outputs.
@@ -41,6 +45,8 @@ pub(super) struct Io<'a> {
     /// Held shared while table files are put or deleted: compaction exchanges a folder only
     /// when nobody holds it.
     pub(super) writers: LakeLock,
+    /// Ends the retries of a dependency that is down.
+    pub(super) shutdown: Shutdown,
 }
 
 impl Io<'_> {
@@ -115,7 +121,9 @@ impl Io<'_> {
 
     /// Carries a flush plan out: intent, files, SQL and Redis, Kafka, acknowledgements, the
     /// totals snapshot, the checkpoint; then the intent goes and the consumer group hears of
-    /// the progress (the checkpoint is the truth).
+    /// the progress (the checkpoint is the truth). A step whose dependency is down is retried
+    /// until it answers (every step is idempotent: the same objects, upserts and sorted-set
+    /// members again); the checkpoint moves only after all of them.
     pub(super) async fn execute(
         &mut self,
         plan: FlushPlan,
@@ -124,27 +132,33 @@ impl Io<'_> {
         let (p, next) = (plan.partition, plan.checkpoint.next_offset);
         let intent = serde_json::to_vec(&plan.intent)
             .map_err(|e| Error::Internal(format!("intent: {e}")))?;
-        self.lake.put(&self.intent_path(p), intent).await?;
-        let lake = &self.lake;
-        let held = tokio::task::block_in_place(|| self.writers.shared())?;
-        futures::future::try_join_all(
-            plan.files
-                .into_iter()
-                .map(|(path, data)| async move { lake.put(&path, data).await }),
-        )
+        self.put(&self.intent_path(p), intent.into()).await?;
+        let files: Vec<(String, Bytes)> = plan
+            .files
+            .into_iter()
+            .map(|(path, data)| (path, Bytes::from(data)))
+            .collect();
+        let (lake, m, stop) = (&self.lake, &self.metrics, &self.shutdown);
+        retry("lake", &m.lake, stop, || async {
+            let _held = tokio::task::block_in_place(|| self.writers.shared())?;
+            futures::future::try_join_all(
+                files
+                    .iter()
+                    .map(|(path, data)| async move { lake.put(path, data.clone()).await }),
+            )
+            .await
+        })
         .await?;
-        drop(held);
 
         let tops = plan.stores.tops();
         if let Some(sql) = &self.sql {
             let (countries, cards) = plan.stores.labels();
-            let n = sql.write(&countries, &cards, &tops).await?;
-            self.metrics.sql_rows.fetch_add(n as u64, Ordering::Relaxed);
+            let n = retry("sql", &m.sql, stop, || sql.write(&countries, &cards, &tops)).await?;
+            m.sql_rows.fetch_add(n as u64, Ordering::Relaxed);
         }
-        if let Some(redis) = &mut self.redis {
-            let n = redis.write_top(&tops).await?;
-            let m = &self.metrics.redis_commands;
-            m.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(redis) = &self.redis {
+            let n = retry("redis", &m.redis, stop, || redis.write_top(&tops)).await?;
+            m.redis_commands.fetch_add(n as u64, Ordering::Relaxed);
         }
         drop(tops);
 
@@ -153,14 +167,18 @@ impl Io<'_> {
             self.wait_for_acks()
         })?;
         if let Some((path, bytes)) = plan.totals_file {
-            self.lake.put(&path, bytes).await?;
+            self.put(&path, bytes.into()).await?;
         }
         let mut ck = plan.checkpoint;
         ck.output_offsets = self.output_offsets.clone();
         let ck =
             serde_json::to_vec(&ck).map_err(|e| Error::Internal(format!("checkpoint: {e}")))?;
-        self.lake.put(&self.checkpoint_path(p), ck).await?;
-        self.lake.delete(&self.intent_path(p)).await?;
+        self.put(&self.checkpoint_path(p), ck.into()).await?;
+        let intent = self.intent_path(p);
+        retry("lake", &self.metrics.lake, &self.shutdown, || {
+            self.lake.delete(&intent)
+        })
+        .await?;
         if let Some(next) = next {
             let mut tpl = TopicPartitionList::new();
             let _ =
@@ -170,5 +188,13 @@ impl Io<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Writes one lake object, waiting out an outage of the lake.
+    async fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        retry("lake", &self.metrics.lake, &self.shutdown, || {
+            self.lake.put(rel, bytes.clone())
+        })
+        .await
     }
 }

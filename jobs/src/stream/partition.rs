@@ -535,9 +535,14 @@ impl Partition {
     }
 }
 
-/// Decodes and validates one message; the error is the dead-letter reason.
+/// Decodes and validates one message (its time at most `latest`); the error is the
+/// dead-letter reason.
 #[inline]
-pub fn decode_sale(registry: &Registry, payload: &[u8]) -> Result<ProductSale, String> {
+pub fn decode_sale(
+    registry: &Registry,
+    payload: &[u8],
+    latest: i64,
+) -> Result<ProductSale, String> {
     let (id, body) = avro::unframe(payload).map_err(|e| e.to_string())?;
     match registry.kind(id) {
         Some(SchemaKind::ProductSale) => {}
@@ -548,6 +553,7 @@ pub fn decode_sale(registry: &Registry, payload: &[u8]) -> Result<ProductSale, S
     let s = ProductSale::decode(&mut r).map_err(|e| e.to_string())?;
     r.finish().map_err(|e| e.to_string())?;
     validate::sale(&s.as_row()).map_err(|e| e.to_string())?;
+    validate::event_time(s.transaction_date_micros, latest).map_err(|e| e.to_string())?;
     Ok(s)
 }
 

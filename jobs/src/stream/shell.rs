@@ -52,6 +52,9 @@ struct Shell<'a> {
     /// A coarse clock (set on every tick, twice a second) for idle detection: cheaper than a
     /// clock read per event.
     clock: Instant,
+    /// The latest acceptable sale time: the wall clock plus `stream.max_future`, set with
+    /// `clock`.
+    latest_event: i64,
     last_rebalance: Instant,
     session_timeout: Duration,
     membership: Membership,
@@ -121,6 +124,7 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
             out_parts,
             output_offsets: BTreeMap::new(),
             writers: lake_writers,
+            shutdown: shutdown.clone(),
         },
         registry,
         owns_first,
@@ -128,6 +132,7 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
         reference: Reference::default(),
         total: Counters::default(),
         clock: Instant::now(),
+        latest_event: latest_event(cfg),
         last_rebalance: Instant::now(),
         session_timeout: consumer::session_timeout(cfg),
         membership,
@@ -141,17 +146,24 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
             Some(m) = messages.next() => {
                 shell.apply_changes(&consumer).await?;
                 match m {
-                    Ok(m) => shell.on_message(&m, &consumer).await?,
+                    Ok(m) => {
+                        kafka::broker_answered();
+                        shell.on_message(&m, &consumer).await?
+                    }
                     Err(KafkaError::PartitionEOF(p)) => {
                         if let Some(part) = shell.parts.get_mut(&p) {
                             part.at_end = true;
                         }
                     }
+                    // librdkafka recovers from lost connections by itself (logged once in
+                    // the client context); anything else stops the stream.
+                    Err(KafkaError::MessageConsumption(code)) if kafka::transport(code) => {}
                     Err(e) => return Err(kafka::err(&cfg.kafka, "consume")(e)),
                 }
             }
             _ = tick.tick() => {
                 shell.clock = Instant::now();
+                shell.latest_event = latest_event(cfg);
                 shell.apply_changes(&consumer).await?;
                 shell.on_tick(&consumer).await?;
             }
@@ -188,6 +200,12 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
     );
     consumer.unsubscribe();
     Ok(total)
+}
+
+/// The wall clock plus `stream.max_future`, in microseconds.
+fn latest_event(cfg: &Config) -> i64 {
+    let ahead = i64::try_from(cfg.stream.max_future.as_micros()).unwrap_or(i64::MAX);
+    chrono::Utc::now().timestamp_micros().saturating_add(ahead)
 }
 
 impl Shell<'_> {
@@ -286,7 +304,7 @@ impl Shell<'_> {
             Position::Next => {}
         }
         let payload = m.payload().unwrap_or_default();
-        let sale = partition::decode_sale(&self.registry, payload);
+        let sale = partition::decode_sale(&self.registry, payload, self.latest_event);
         let segments = &self.reference.snapshot.segments;
         let segment = sale
             .as_ref()

@@ -201,7 +201,10 @@ impl SqlSink {
 ///
 /// Window keys expire after `redis_ttl`.
 pub struct RedisSink {
-    conn: MultiplexedConnection,
+    client: redis::Client,
+    /// The connection, opened again after a failure (a multiplexed connection does not
+    /// reconnect by itself).
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     url: String,
     prefix: String,
     ttl_secs: i64,
@@ -211,37 +214,54 @@ impl RedisSink {
     /// Connects (within 10 s) and checks with a PING.
     pub async fn connect(url: &str, group: &str, ttl: Duration) -> Result<RedisSink> {
         let shown = crate::io::db::redact(url);
-        let err = |what: &str| {
-            let (u, w) = (shown.clone(), what.to_string());
-            move |source| Error::Redis {
-                url: u,
-                what: w,
-                source,
-            }
-        };
-        let client = redis::Client::open(url).map_err(err("parse the URL"))?;
-        let mut conn = tokio::time::timeout(
-            Duration::from_secs(10),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| Error::Config(format!("redis {shown}: no answer within 10 s")))?
-        .map_err(err("connect"))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(err("PING"))?;
-        Ok(RedisSink {
-            conn,
+        let client = redis::Client::open(url).map_err(|source| Error::Redis {
+            url: shown.clone(),
+            what: "parse the URL".into(),
+            source,
+        })?;
+        let sink = RedisSink {
+            client,
+            conn: tokio::sync::Mutex::new(None),
             url: shown,
             prefix: format!("jobs:{group}"),
             ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1),
-        })
+        };
+        let mut conn = sink.open().await?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(sink.err("PING"))?;
+        *sink.conn.lock().await = Some(conn);
+        Ok(sink)
+    }
+
+    fn err(&self, what: &str) -> impl FnOnce(redis::RedisError) -> Error + '_ {
+        let what = what.to_string();
+        move |source| Error::Redis {
+            url: self.url.clone(),
+            what,
+            source,
+        }
+    }
+
+    /// A new connection, within 10 s.
+    async fn open(&self) -> Result<MultiplexedConnection> {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(self.err("connect")),
+            Err(_) => Err(self.err("connect")(redis::RedisError::from(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 10 s"),
+            ))),
+        }
     }
 
     /// Writes the lists (idempotent: ZADD of the same members and scores). Returns the
     /// number of commands sent.
-    pub async fn write_top(&mut self, lists: &[TopList<'_>]) -> Result<usize> {
+    pub async fn write_top(&self, lists: &[TopList<'_>]) -> Result<usize> {
         if lists.is_empty() {
             return Ok(0);
         }
@@ -292,24 +312,17 @@ impl RedisSink {
             pipe.add_command(hset).ignore();
             n += 6;
         }
-        let mut delay = Duration::from_millis(500);
-        for attempt in 1..=4 {
-            match pipe.query_async::<()>(&mut self.conn).await {
-                Ok(()) => return Ok(n),
-                Err(e) if attempt < 4 => {
-                    tracing::warn!(message = "Redis write failed; retrying.", url = %self.url, attempt, error = %e);
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => {
-                    return Err(Error::Redis {
-                        url: self.url.clone(),
-                        what: "write the top-N sorted sets".into(),
-                        source: e,
-                    });
-                }
-            }
-        }
+        // One attempt: the caller retries (`io::retry`); a failed connection is dropped so the
+        // next attempt opens a new one.
+        let mut guard = self.conn.lock().await;
+        let mut conn = match guard.take() {
+            Some(c) => c,
+            None => self.open().await?,
+        };
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(self.err("write the top-N sorted sets"))?;
+        *guard = Some(conn);
         Ok(n)
     }
 }

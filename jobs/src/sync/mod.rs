@@ -30,6 +30,7 @@ use crate::cdc::state::H_POS;
 use crate::config::Config;
 use crate::io::delivery::{Deliveries, NO_BATCH};
 use crate::io::kafka;
+use crate::io::retry::Backoff;
 use crate::metrics::Render;
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
@@ -312,29 +313,31 @@ async fn apply_with_retry(
     metrics: &SyncMetrics,
     shutdown: &Shutdown,
 ) -> Result<sinks::Applied> {
-    let mut failures = 0u32;
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     loop {
         match sink.apply(batch).await {
             Ok(a) => {
-                if failures > 0 {
-                    tracing::info!(message = "Sink is back.", sink = sink.name(), failures);
+                if backoff.failures() > 0 {
+                    tracing::info!(
+                        message = "Sink is back.",
+                        sink = sink.name(),
+                        failures = backoff.failures()
+                    );
                     metrics.sink_up.store(1, Ordering::Relaxed);
                 }
                 return Ok(a);
             }
             Err(e @ Error::Config(_)) => return Err(e),
             Err(e) => {
-                if failures == 0 {
+                if backoff.failures() == 0 {
                     tracing::warn!(message = "Sink write failed; retrying with backoff, nothing committed.", sink = sink.name(), error = %e);
                     metrics.sink_up.store(0, Ordering::Relaxed);
                 }
-                failures += 1;
                 metrics.sink_retries.fetch_add(1, Ordering::Relaxed);
                 if shutdown.is_raised() {
                     return Err(e);
                 }
-                let ms = (250u64 << failures.min(7)).min(10_000);
-                shutdown.sleep(Duration::from_millis(ms)).await;
+                shutdown.sleep(backoff.next()).await;
             }
         }
     }

@@ -222,11 +222,17 @@ fn hostile_messages_are_each_dead_lettered_once_and_the_lake_is_as_without_them(
     plain.jobs(&["stream", "--until-idle"]);
     let digest = |lake: &str| common::python(&["tests/py/compact_check.py", "digest", lake]);
     let (ours, theirs) = (digest(&env.lake()), digest(&plain.lake()));
-    for t in ["sales_windows", "sales_raw", "late_sales"] {
-        for k in ["rows", "digest"] {
-            assert_eq!(ours[t][k], theirs[t][k], "{t} {k}");
-        }
+    for k in ["rows", "digest"] {
+        assert_eq!(
+            ours["sales_windows"][k], theirs["sales_windows"][k],
+            "sales_windows {k}"
+        );
     }
+    // Raw and late rows carry their source offsets, which the hostile messages moved.
+    for t in ["sales_raw", "late_sales"] {
+        assert_eq!(ours[t]["rows"], theirs[t]["rows"], "{t} rows");
+    }
+    assert_eq!(ours["sales_raw"]["rows"], 10000);
     println!(
         "10000 hostile messages {}: all dead-lettered once, reasons e.g. {}",
         produced["kinds"], checked["example_reasons"]
@@ -345,6 +351,7 @@ fn secrets_never_appear_in_logs_metrics_config_manifests_or_error_lines() {
     // A failed connection: one error line, which names the server, not the password.
     let refused = format!("postgres://postgres:{}@127.0.0.1:1/x", SECRETS[0]);
     assert!(!run(&["--database-url", &refused, "ingest", "--once"]));
+    let mut seen = seen.into_inner();
     assert!(
         seen.contains("error: database postgres://postgres:***@127.0.0.1:1/x"),
         "{seen}"

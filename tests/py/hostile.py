@@ -130,6 +130,8 @@ def check(brokers, dlq, out):
         by_reason.setdefault(kind, reason)
         if not reason or expect[kind] not in reason:
             wrong.append(f"{kind} at {at}: reason {reason!r}")
+        if kind == "one_megabyte" and ("jobs.truncated" not in h or len(m.value()) != 256 * 1024):
+            wrong.append(f"{kind} at {at}: not truncated to 256 KiB ({len(m.value())} bytes)")
     c.close()
     missing = [f"{sent[k]} at {k}" for k in sent if k not in seen]
     twice = [f"{sent[k]} at {k}" for k, n in seen.items() if n > 1]

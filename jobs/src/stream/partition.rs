@@ -341,18 +341,32 @@ impl Partition {
         let recorded = match sale {
             Err(reason) => {
                 self.counters.dead_lettered += 1;
+                let mut headers = vec![
+                    ("jobs.stage", "stream".into()),
+                    ("jobs.reason", reason),
+                    ("jobs.topic", ev.topic.into()),
+                    ("jobs.partition", p.to_string()),
+                    ("jobs.offset", offset.to_string()),
+                ];
+                // A value too large for the broker would stop the stream at this message
+                // for good: the dead letter keeps its head, the source offset keeps the rest.
+                let (key, value) = (cut(ev.key, DLQ_MAX_KEY), cut(ev.payload, DLQ_MAX_VALUE));
+                if value.len() < ev.payload.len() || key.len() < ev.key.len() {
+                    headers.push((
+                        "jobs.truncated",
+                        format!(
+                            "key {} bytes, value {} bytes",
+                            ev.key.len(),
+                            ev.payload.len()
+                        ),
+                    ));
+                }
                 self.out.push(OutMsg {
                     topic: s.topics.dlq.clone(),
-                    key: ev.key.to_vec(),
-                    value: ev.payload.to_vec(),
+                    key: key.to_vec(),
+                    value: value.to_vec(),
                     idempotency_key: format!("dlq|{p}|{offset}"),
-                    headers: vec![
-                        ("jobs.stage", "stream".into()),
-                        ("jobs.reason", reason),
-                        ("jobs.topic", ev.topic.into()),
-                        ("jobs.partition", p.to_string()),
-                        ("jobs.offset", offset.to_string()),
-                    ],
+                    headers,
                 });
                 Recorded::DeadLettered
             }
@@ -533,6 +547,14 @@ impl Partition {
         self.span_started = now;
         self.dirty = false;
     }
+}
+
+/// The largest value and key a dead letter copies (the rest is at its source offset).
+pub const DLQ_MAX_VALUE: usize = 256 * 1024;
+pub const DLQ_MAX_KEY: usize = 1024;
+
+fn cut(b: &[u8], max: usize) -> &[u8] {
+    &b[..b.len().min(max)]
 }
 
 /// Decodes and validates one message (its time at most `latest`); the error is the

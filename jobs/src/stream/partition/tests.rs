@@ -137,6 +137,30 @@ fn an_invalid_message_is_dead_lettered_with_its_reason() {
 }
 
 #[test]
+fn a_dead_letter_too_large_for_the_broker_keeps_its_head_and_says_so() {
+    let cfg = Config::default();
+    let (s, reg) = (settings(&cfg), Registry::local().unwrap());
+    let mut part = Partition::restore(0, None, vec![], &s, Instant::now());
+    let huge = vec![7u8; 1_000_000];
+    let ev = Event {
+        topic: "product_sales",
+        offset: 5,
+        key: b"k",
+        payload: &huge,
+    };
+    let decoded = decode_sale(&reg, &huge, i64::MAX);
+    assert!(decoded.is_err());
+    let rec = part.record(&s, ev, decoded, None, Instant::now());
+    assert_eq!(rec, Recorded::DeadLettered);
+    let dlq = &part.out[0];
+    assert_eq!(dlq.value.len(), DLQ_MAX_VALUE);
+    assert!(dlq.headers.contains(&(
+        "jobs.truncated",
+        "key 1 bytes, value 1000000 bytes".to_string()
+    )));
+}
+
+#[test]
 fn offsets_before_the_checkpoint_are_skipped_and_a_gap_steps_back_further_each_time() {
     let cfg = Config::default();
     let (s, reg) = (settings(&cfg), Registry::local().unwrap());

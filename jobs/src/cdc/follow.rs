@@ -162,7 +162,7 @@ pub async fn follow(
                     metrics.binlog_up.store(0, Ordering::Relaxed);
                     metrics.binlog_retries.fetch_add(1, Ordering::Relaxed);
                     writer.settle()?;
-                    shutdown.sleep(backoff.next()).await;
+                    shutdown.sleep(backoff.wait()).await;
                 }
             }
             continue;
@@ -261,7 +261,7 @@ pub async fn follow(
             metrics.binlog_retries.fetch_add(1, Ordering::Relaxed);
             stream = None;
             capture.rewind();
-            shutdown.sleep(backoff.next()).await;
+            shutdown.sleep(backoff.wait()).await;
         }
         if head_polled.elapsed() >= Duration::from_secs(2) {
             head_polled = Instant::now();

@@ -186,7 +186,7 @@ async fn drain_waiting_out_outages(
                 if backoff.failures() == 0 {
                     tracing::warn!(message = "Source database failed; retrying with backoff, the cursor stays.", table = job.spec.table, error = %e);
                 }
-                shutdown.sleep(backoff.next()).await;
+                shutdown.sleep(backoff.wait()).await;
             }
             Err(e) => return Err(e),
         }

@@ -44,7 +44,7 @@ impl Backoff {
     }
 
     /// Counts a failure and returns the wait before the next attempt.
-    pub fn next(&mut self) -> Duration {
+    pub fn wait(&mut self) -> Duration {
         let cap = self.cap(self.failures);
         self.failures += 1;
         let ms = cap.as_millis() as u64;
@@ -205,7 +205,7 @@ where
                     tracing::warn!(message = "Dependency failed; retrying with backoff, the checkpoint stays.", dependency = what, error = %e);
                 }
                 health.retries.fetch_add(1, Ordering::Relaxed);
-                shutdown.sleep(backoff.next()).await;
+                shutdown.sleep(backoff.wait()).await;
             }
         }
     }
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn the_wait_doubles_up_to_its_cap_and_starts_over_after_a_success() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let waits: Vec<Duration> = (0..8).map(|_| b.next()).collect();
+        let waits: Vec<Duration> = (0..8).map(|_| b.wait()).collect();
         let caps = [100, 200, 400, 800, 1600, 2000, 2000, 2000];
         for (w, cap) in waits.iter().zip(caps) {
             let cap = Duration::from_millis(cap);
@@ -226,7 +226,7 @@ mod tests {
         }
         assert_eq!(b.failures(), 8);
         b.reset();
-        assert!(b.next() <= Duration::from_millis(100));
+        assert!(b.wait() <= Duration::from_millis(100));
     }
 
     #[test]

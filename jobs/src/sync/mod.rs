@@ -337,7 +337,7 @@ async fn apply_with_retry(
                 if shutdown.is_raised() {
                     return Err(e);
                 }
-                shutdown.sleep(backoff.next()).await;
+                shutdown.sleep(backoff.wait()).await;
             }
         }
     }

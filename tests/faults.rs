@@ -33,19 +33,7 @@ fn a_stream_restarted_after_kill_9_owns_its_partitions_within_seconds() {
     ]);
     env.jobs(&["ingest", "--once"]);
     // A crash-free run of the same input, for the time it takes and the events it counts.
-    let clean = env.config_with(
-        "clean.toml",
-        &[
-            (
-                &format!("group_id = \"{}-stream\"", env.id),
-                &format!("group_id = \"{}-clean\"", env.id),
-            ),
-            (
-                &format!("lake = \"{}\"", env.lake()),
-                &format!("lake = \"{}-clean\"", env.lake()),
-            ),
-        ],
-    );
+    let clean = env.clean_config();
     let t = Instant::now();
     let out = env.jobs_with(&clean, &["stream", "--until-idle"]);
     let clean_s = t.elapsed();
@@ -252,10 +240,7 @@ fn secrets_never_appear_in_logs_metrics_config_manifests_or_error_lines() {
         "Dash-Token-c0de",
     ];
     let env = Env::new(Backend::Postgres);
-    let metrics = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let metrics = format!("127.0.0.1:{}", common::outage::free_port());
     let with_pw = env
         .db_url
         .replace("postgres@", &format!("postgres:{}@", SECRETS[0]));

@@ -159,6 +159,24 @@ redis_url = "redis://127.0.0.1:6379"
         path
     }
 
+    /// This env's config for a fault-free run beside the one under test: its own stream
+    /// group and its own lake (`<lake>-clean`), the same topics.
+    pub fn clean_config(&self) -> PathBuf {
+        self.config_with(
+            "clean.toml",
+            &[
+                (
+                    &format!("group_id = \"{}-stream\"", self.id),
+                    &format!("group_id = \"{}-clean\"", self.id),
+                ),
+                (
+                    &format!("lake = \"{}\"", self.lake()),
+                    &format!("lake = \"{}-clean\"", self.lake()),
+                ),
+            ],
+        )
+    }
+
     pub fn topic(&self, name: &str) -> String {
         format!("{}_{name}", self.id)
     }

@@ -9,20 +9,13 @@ mod common;
 mod api;
 mod browser;
 
-use std::net::TcpListener;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Backend, Env, block_on, python};
 use serde_json::Value;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use common::outage::free_port;
 
 pub struct Server(Child);
 

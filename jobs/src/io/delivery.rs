@@ -205,10 +205,10 @@ pub struct DeliveryContext(pub Deliveries);
 
 impl ClientContext for DeliveryContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        crate::io::kafka::log_client_error(error, reason);
+        crate::io::broker_health::log_client_error(error, reason);
     }
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        crate::io::kafka::log_librdkafka(level, fac, log_message);
+        crate::io::broker_health::log_librdkafka(level, fac, log_message);
     }
 }
 
@@ -227,7 +227,7 @@ impl ProducerContext for DeliveryContext {
             Some(e) => st
                 .errors
                 .push(format!("{}[{}]: {e}", m.topic(), m.partition())),
-            None => crate::io::kafka::broker_answered(),
+            None => crate::io::broker_health::broker_answered(),
         }
         st.reported += 1;
         // Whether this report completed its batch or the count waited for: the waiter waits

@@ -3,6 +3,7 @@
 //! locks, and the retry policy for their outages.
 
 pub mod avro;
+pub mod broker_health;
 pub mod db;
 pub mod delivery;
 pub mod group;

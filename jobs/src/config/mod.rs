@@ -476,8 +476,7 @@ impl Config {
     }
 
     /// A copy fit to print: passwords in URLs as `***`, secrets (`s3.secret_access_key`,
-    /// `dashboard.token`, Kafka properties whose name says password, secret, key or jaas)
-    /// as `<redacted>`.
+    /// `dashboard.token`, the Kafka properties [`is_secret_property`] names) as `<redacted>`.
     pub fn redacted(&self) -> Config {
         use crate::io::db::redact;
         let mut c = self.clone();

@@ -7,9 +7,12 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use crate::{Error, Result};
+
+mod cg;
+
+use cg::{Kernel, dot, solve_side};
 
 /// A sparse customer x product matrix of purchase quantities (compressed rows, columns
 /// sorted within a row, duplicates summed).
@@ -198,9 +201,10 @@ pub fn fit(
     let mut items: Vec<f32> = (0..data.cols() * f)
         .map(|_| rng.random::<f32>() * 0.01)
         .collect();
+    let kernel = Kernel::detect();
     for it in 1..=params.iterations {
-        solve_side(&mut users, data, &items, params);
-        solve_side(&mut items, &by_item, &users, params);
+        solve_side(&mut users, data, &items, params, kernel);
+        solve_side(&mut items, &by_item, &users, params, kernel);
         on_iteration(it);
     }
     Ok(Als {
@@ -208,171 +212,6 @@ pub fn fit(
         users,
         items,
     })
-}
-
-/// `Y'Y + reg * I`, row-major `f x f`, summed in a fixed order.
-fn gram(y: &[f32], f: usize, reg: f32) -> Vec<f32> {
-    let mut g = vec![0f64; f * f];
-    for row in y.chunks_exact(f) {
-        for i in 0..f {
-            let a = f64::from(row[i]);
-            let gi = &mut g[i * f..(i + 1) * f];
-            for (gij, &b) in gi.iter_mut().zip(row) {
-                *gij += a * f64::from(b);
-            }
-        }
-    }
-    for i in 0..f {
-        g[i * f + i] += f64::from(reg);
-    }
-    g.into_iter().map(|v| v as f32).collect()
-}
-
-fn solve_side(x: &mut [f32], data: &Interactions, y: &[f32], p: &Params) {
-    let f = p.factors;
-    let a = gram(
-        y,
-        f,
-        if p.scale_regularization {
-            0.0
-        } else {
-            p.regularization
-        },
-    );
-    let wide = wide_simd();
-    x.par_chunks_mut(f).enumerate().for_each_init(
-        || vec![0f32; 3 * f],
-        |scratch, (r, xr)| {
-            let (cols, vals) = data.row(r);
-            if cols.is_empty() {
-                xr.fill(0.0);
-            } else if wide {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `wide` is true only when the CPU reports AVX2.
-                unsafe {
-                    conjugate_gradient_avx2(xr, cols, vals, y, &a, p, scratch)
-                }
-            } else {
-                conjugate_gradient(xr, cols, vals, y, &a, p, scratch);
-            }
-        },
-    );
-}
-
-/// Whether the CPU runs the AVX2 build of the row solve. Every row of a fit takes the same
-/// path, so results do not depend on the thread count (they may differ in the last bits
-/// between a CPU with AVX2 and one without).
-fn wide_simd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// [`conjugate_gradient`] compiled with 256-bit vectors (the baseline x86-64 build has 128).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn conjugate_gradient_avx2(
-    x: &mut [f32],
-    cols: &[u32],
-    vals: &[f32],
-    y: &[f32],
-    a: &[f32],
-    p: &Params,
-    scratch: &mut [f32],
-) {
-    conjugate_gradient(x, cols, vals, y, a, p, scratch)
-}
-
-/// A few CG steps on `(Y'Y + reg I + Y' (C - I) Y) x = Y' C p` from the current `x`.
-#[inline(always)]
-fn conjugate_gradient(
-    x: &mut [f32],
-    cols: &[u32],
-    vals: &[f32],
-    y: &[f32],
-    a: &[f32],
-    p: &Params,
-    scratch: &mut [f32],
-) {
-    let f = x.len();
-    let (r, rest) = scratch.split_at_mut(f);
-    let (dir, ad) = rest.split_at_mut(f);
-    // With ALS-WR the row's own lambda * n goes on the diagonal (`a` has none).
-    let own_reg = if p.scale_regularization {
-        p.regularization * cols.len() as f32
-    } else {
-        0.0
-    };
-    // r = b - A x
-    matvec(a, x, r);
-    axpy(own_reg, x, r);
-    r.iter_mut().for_each(|v| *v = -*v);
-    for (&c, &q) in cols.iter().zip(vals) {
-        let conf = 1.0 + p.alpha * q;
-        let yi = &y[c as usize * f..(c as usize + 1) * f];
-        axpy(conf - (conf - 1.0) * dot(yi, x), yi, r);
-    }
-    dir.copy_from_slice(r);
-    let mut rs = dot(r, r);
-    for _ in 0..p.cg_steps {
-        if rs < 1e-20 {
-            break;
-        }
-        matvec(a, dir, ad);
-        axpy(own_reg, dir, ad);
-        for (&c, &q) in cols.iter().zip(vals) {
-            let yi = &y[c as usize * f..(c as usize + 1) * f];
-            axpy(p.alpha * q * dot(yi, dir), yi, ad);
-        }
-        let step = rs / dot(dir, ad);
-        axpy(step, dir, x);
-        axpy(-step, ad, r);
-        let rs_new = dot(r, r);
-        let beta = rs_new / rs;
-        for (d, &ri) in dir.iter_mut().zip(r.iter()) {
-            *d = ri + beta * *d;
-        }
-        rs = rs_new;
-    }
-}
-
-/// Dot product with eight independent accumulators, so that it vectorises.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[inline(always)]
-fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
-    }
-}
-
-#[inline(always)]
-fn matvec(a: &[f32], x: &[f32], out: &mut [f32]) {
-    let f = x.len();
-    for (o, row) in out.iter_mut().zip(a.chunks_exact(f)) {
-        *o = dot(row, x);
-    }
 }
 
 impl Als {

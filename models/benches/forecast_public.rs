@@ -69,6 +69,8 @@ fn main() {
                 .map(|(m, e)| (m.name().to_string(), json!(e)))
                 .collect();
             one.insert("backtest_mae".into(), Value::Object(mae));
+            one.insert("origins".into(), json!(b.origins));
+            one.insert("residuals".into(), json!(b.residuals));
         }
         for m in Method::ALL {
             let model = forecast::fit(&series, m, g, &cal).unwrap();

@@ -64,9 +64,9 @@ def read_recs(path):
     return recs
 
 
-def fit_implicit(matrix, factors, iters, reg, alpha):
+def fit_implicit(matrix, factors, iters, regularization, alpha):
     from implicit.cpu.als import AlternatingLeastSquares
-    model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=iters,
+    model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha, iterations=iters,
                                     num_threads=2, random_state=42, calculate_training_loss=False)
     t = time.perf_counter()
     model.fit(matrix, show_progress=False)

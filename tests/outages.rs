@@ -1,7 +1,8 @@
 //! Outages of the services around `jobs ingest --follow` and `jobs stream`, each 30 s while
 //! data flows: the S3 lake, then the SQL sink and Redis, then the source database (which
-//! the stream also reads its reference tables from). Each outage is a relay in front of the
-//! real service taken down (connections reset, new ones refused). Both jobs wait them out
+//! the stream also reads its reference tables from), then S3 answering every request with 503.
+//! Each outage is a relay in front of the real service taken down (connections reset, new ones
+//! refused) or answering 503 itself. Both jobs wait them out
 //! and the result equals a fault-free run of the same input: the lake's tables row for row,
 //! the SQL tables, the Redis sorted sets.
 
@@ -15,6 +16,8 @@ use common::outage::{Relay, free_port, sample, scrape};
 use common::{Backend, Env};
 
 const OUTAGE: Duration = Duration::from_secs(30);
+/// How long S3 answers 503 (object_store's own retries take up to 15 s of it).
+const SLOW_DOWN: Duration = Duration::from_secs(30);
 /// No partition counts as idle during these tests: an idle partition follows the others'
 /// watermark, and with input arriving live (one partition's batch ahead of another's) that
 /// makes sales late that a run over the whole input at once counts, a difference of timing,
@@ -208,6 +211,19 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
     source.up();
     wait_for("the fourth day", Duration::from_secs(90), consumed(12000.0));
 
+    // S3 up but overloaded: every request answered 503 while a day is flushed.
+    let t = Instant::now();
+    s3.answer_503();
+    orders(&env, "2026-11-21T00:00:00Z");
+    wait_for("a flush to meet the 503s", OUTAGE, || m(&up("lake")) == 0.0);
+    std::thread::sleep(SLOW_DOWN.saturating_sub(t.elapsed()));
+    s3.stop_503();
+    wait_for("the lake answering again", Duration::from_secs(40), || {
+        m(&up("lake")) == 1.0
+    });
+    wait_for("the fifth day", Duration::from_secs(60), consumed(15000.0));
+    let lake_retries_503 = m(&retries("lake")) - lake_retries;
+
     let (sql_retries, redis_retries) = (m(&retries("sql")), m(&retries("redis")));
     assert!(term(&mut ingest).success(), "ingest ended badly");
     assert!(term(&mut stream).success(), "stream ended badly");
@@ -240,7 +256,7 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
             assert_eq!(ours[t][k], theirs[t][k], "lake {t} {k}");
         }
     }
-    assert_eq!(ours["sales_raw"]["rows"], 12000);
+    assert_eq!(ours["sales_raw"]["rows"], 15000);
     let ours_sql = sql_tables(&db);
     assert!(ours_sql.lines().count() > 100, "{ours_sql}");
     assert!(ours_sql == sql_tables(&clean_db), "the SQL tables differ");
@@ -258,9 +274,10 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
             .filter(|l| l.contains(needle) && l.contains(&format!("dependency=\"{dep}\"")))
             .count()
     };
-    for dep in ["lake", "sql", "redis"] {
-        assert_eq!(count("Dependency failed", dep), 1, "{dep}:\n{log}");
-        assert_eq!(count("Dependency is back", dep), 1, "{dep}:\n{log}");
+    // The lake had two outages: unreachable, then answering 503.
+    for (dep, outages) in [("lake", 2), ("sql", 1), ("redis", 1)] {
+        assert_eq!(count("Dependency failed", dep), outages, "{dep}:\n{log}");
+        assert_eq!(count("Dependency is back", dep), outages, "{dep}:\n{log}");
     }
     let ingest_log = std::fs::read_to_string(env.dir.join("ingest.log")).unwrap();
     let waited = BufReader::new(ingest_log.as_bytes())
@@ -272,10 +289,13 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
         waited >= 1,
         "ingest never saw the source down:\n{ingest_log}"
     );
-    assert!(lake_retries >= 1.0 && sql_retries >= 1.0 && redis_retries >= 1.0);
+    assert!(
+        lake_retries >= 1.0 && lake_retries_503 >= 1.0 && sql_retries >= 1.0 && redis_retries >= 1.0
+    );
     println!(
-        "outages of {} s each: lake {lake_retries} retries, SQL sink {sql_retries}, Redis {redis_retries}, source database (ingest) {waited} outage(s); 12000 sales, lake, SQL and Redis equal to a fault-free run",
-        OUTAGE.as_secs()
+        "outages of {} s each: lake {lake_retries} retries, SQL sink {sql_retries}, Redis {redis_retries}, source database (ingest) {waited} outage(s); S3 answering 503 for {} s: {lake_retries_503} retries; 15000 sales, lake, SQL and Redis equal to a fault-free run",
+        OUTAGE.as_secs(),
+        SLOW_DOWN.as_secs()
     );
     let _ = Command::new("psql")
         .args([

@@ -31,6 +31,7 @@ pub mod ingest;
 pub mod init;
 pub mod io;
 pub mod metrics;
+pub mod offsets;
 pub mod records;
 pub mod schedule;
 pub mod shutdown;

@@ -20,6 +20,8 @@ pub struct Relay {
 #[derive(Default)]
 struct State {
     down: AtomicBool,
+    /// Answering every HTTP request with 503 instead of relaying it.
+    unavailable: AtomicBool,
     /// Both ends of every relayed connection, for the reset on `down`.
     open: Mutex<Vec<TcpStream>>,
     /// Bumped at each `down`, so a stale accept loop ends.
@@ -54,6 +56,10 @@ impl Relay {
                     return; // the listener is dropped: new connections are refused
                 }
                 let Ok(client) = client else { continue };
+                if state.unavailable.load(Ordering::SeqCst) {
+                    answer_503(client);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(&target) else {
                     continue;
                 };
@@ -92,6 +98,20 @@ impl Relay {
         panic!("the relay on {} still accepts connections", self.port);
     }
 
+    /// Keeps accepting connections but answers every HTTP request `503 Service Unavailable`
+    /// (an overloaded S3): open connections are reset so that clients reconnect.
+    pub fn answer_503(&self) {
+        self.state.unavailable.store(true, Ordering::SeqCst);
+        for s in self.state.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Relays again after [`Relay::answer_503`].
+    pub fn stop_503(&self) {
+        self.state.unavailable.store(false, Ordering::SeqCst);
+    }
+
     /// Brings the service back on the same port.
     pub fn up(&self) {
         let listener = loop {
@@ -103,6 +123,42 @@ impl Relay {
         self.state.down.store(false, Ordering::SeqCst);
         self.serve(listener);
     }
+}
+
+/// Reads HTTP requests on `client` (head, then a `Content-Length` body) and answers each
+/// with 503, until the client closes.
+fn answer_503(mut client: TcpStream) {
+    thread::spawn(move || {
+        let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match client.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let body: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + body {
+                match client.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..end + 4 + body);
+            let reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: 88\r\n\r\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>\n";
+            if client.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// Copies `from` to `to` until either end closes.

@@ -146,16 +146,7 @@ pub struct Intent {
     pub files: Vec<String>,
 }
 
-/// Where a consumed offset stands against the partition's position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// Already covered by the checkpoint: skip it.
-    Covered,
-    /// Offsets are missing before it: seek back to `to` (further each time) and skip forward.
-    Gap { to: i64 },
-    /// The next offset: record it.
-    Next,
-}
+pub use crate::offsets::Position;
 
 /// One consumed message.
 #[derive(Debug, Clone, Copy)]
@@ -294,27 +285,11 @@ impl Partition {
         self.already_sent.len()
     }
 
-    /// Where `offset` stands: covered by the checkpoint, past a gap, or next.
-    ///
-    /// A gap happens when a fetch was in flight before our position was set, and with
-    /// brokers that answer a fetch starting inside a record batch with the *next* batch
-    /// (Tansu 0.6.0): stepping back further each time and skipping forward is exact on any
-    /// broker.
+    /// Where `offset` stands: covered by the checkpoint, past a gap, or next (the rule of
+    /// [`crate::offsets`]).
     #[inline]
     pub fn position(&mut self, offset: i64) -> Position {
-        match self.next_offset {
-            Some(n) if offset < n => Position::Covered,
-            Some(n) if offset > n => {
-                self.step_back = (self.step_back * 4).clamp(1, 1 << 20);
-                Position::Gap {
-                    to: (n - self.step_back).max(0),
-                }
-            }
-            _ => {
-                self.step_back = 0;
-                Position::Next
-            }
-        }
+        crate::offsets::position(self.next_offset, &mut self.step_back, offset)
     }
 
     /// Records the next event (`sale` is its decoding, the error the dead-letter reason;

@@ -14,8 +14,9 @@ mod mongo;
 pub mod sinks;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -28,6 +29,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::cdc::state::H_POS;
 use crate::config::Config;
+use crate::offsets::{Cursor, Position};
 use crate::io::delivery::{Deliveries, NO_BATCH};
 use crate::io::kafka;
 use crate::io::retry::Backoff;
@@ -111,8 +113,12 @@ impl Render for SyncMetrics {
     }
 }
 
-/// Logs each rebalance: which partitions this process now reads.
-struct SyncContext;
+/// Logs each rebalance (which partitions this process now reads) and flags it, so the
+/// expected offsets are read again from the group's commits.
+#[derive(Default)]
+struct SyncContext {
+    rebalanced: Arc<AtomicBool>,
+}
 
 impl ClientContext for SyncContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -122,6 +128,7 @@ impl ClientContext for SyncContext {
 
 impl ConsumerContext for SyncContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalanced.store(true, Ordering::Release);
         let list = |tpl: &TopicPartitionList| -> Vec<String> {
             tpl.elements()
                 .iter()
@@ -194,8 +201,11 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
     c.set("group.id", &cfg.sync.group_id)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest");
+    let rebalanced = Arc::new(AtomicBool::new(false));
     let consumer: StreamConsumer<SyncContext> = c
-        .create_with_context(SyncContext)
+        .create_with_context(SyncContext {
+            rebalanced: rebalanced.clone(),
+        })
         .map_err(kafka::err(&cfg.kafka, "create consumer"))?;
     let topics: Vec<&str> = by_topic.keys().map(String::as_str).collect();
     consumer
@@ -207,6 +217,11 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
 
     let mut stats = Stats::default();
     let mut idle_since = Instant::now();
+    // The offset expected next per partition: from the group's commit when the partition is
+    // (re)assigned, then each message's successor. A message past it is a gap (the broker
+    // skipped part of a record batch: Tansu 0.6.0 answers a fetch from inside a batch with the
+    // next one), and committing past it would lose changes for good.
+    let mut cursors: HashMap<(String, i32), Cursor> = HashMap::new();
     while !shutdown.is_raised() {
         // A batch: what arrives within 200 ms of the first message, up to `sync.batch`.
         let mut changes: Vec<Change> = Vec::new();
@@ -226,6 +241,29 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
                 }
                 Ok(Ok(m)) => m,
             };
+            if rebalanced.swap(false, Ordering::AcqRel) {
+                cursors.clear();
+            }
+            let tp = (m.topic().to_string(), m.partition());
+            let cursor = match cursors.entry(tp.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(Cursor::at(
+                    committed_offset(&consumer, &cfg.kafka, &tp, &shutdown).await?,
+                )),
+            };
+            match cursor.take(m.offset()) {
+                Position::Covered => continue,
+                Position::Gap { to } => {
+                    tracing::debug!(message = "Gap in offsets; stepping back.", topic = %tp.0, partition = tp.1, offset = m.offset(), expected = ?cursor.next(), seek_to = to);
+                    if let Err(e) =
+                        consumer.seek(&tp.0, tp.1, Offset::Offset(to), Duration::from_secs(5))
+                    {
+                        tracing::warn!(message = "Seek back failed; will retry.", topic = %tp.0, partition = tp.1, error = %e);
+                    }
+                    continue;
+                }
+                Position::Next => {}
+            }
             deadline
                 .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(200));
             let table = by_topic.get(m.topic()).cloned().unwrap_or_default();
@@ -344,6 +382,42 @@ async fn apply_with_retry(
 }
 
 /// Every assigned partition read to its end.
+/// The group's committed offset of one partition (`None`: nothing committed yet), asked
+/// again with capped backoff while the broker does not answer (until `shutdown`).
+async fn committed_offset(
+    consumer: &StreamConsumer<SyncContext>,
+    kafka_cfg: &crate::config::KafkaConfig,
+    (topic, partition): &(String, i32),
+    shutdown: &Shutdown,
+) -> Result<Option<i64>> {
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    loop {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, *partition);
+        match tokio::task::block_in_place(|| {
+            consumer.committed_offsets(tpl, Duration::from_secs(10))
+        }) {
+            Ok(got) => {
+                return Ok(got
+                    .find_partition(topic, *partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }));
+            }
+            Err(e) if shutdown.is_raised() => {
+                return Err(kafka::err(kafka_cfg, "read a committed offset")(e));
+            }
+            Err(e) => {
+                if backoff.failures() == 0 {
+                    tracing::warn!(message = "Committed offset unreadable; retrying with backoff.", topic, partition, error = %e);
+                }
+                tokio::time::sleep(backoff.wait()).await;
+            }
+        }
+    }
+}
+
 fn caught_up(consumer: &StreamConsumer<SyncContext>) -> bool {
     let Ok(assigned) = consumer.assignment() else {
         return false;

@@ -1,0 +1,108 @@
+//! Where a consumed offset stands against the next one expected: the one gap rule of every
+//! consumer of ours (the stream's partitions, `jobs sync`). Pure; a leaf.
+//!
+//! A gap happens when a fetch was in flight before the position was set, and with brokers
+//! that answer a fetch starting inside a record batch with the *next* batch (Tansu 0.6.0):
+//! stepping back further each time and skipping forward to the expected offset is exact on
+//! any broker.
+
+/// Where a consumed offset stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Already covered (checkpointed or committed): skip it.
+    Covered,
+    /// Offsets are missing before it: seek back to `to` (further each time) and skip forward.
+    Gap { to: i64 },
+    /// The next offset: take it.
+    Next,
+}
+
+/// The largest step back after repeated gaps.
+const MAX_STEP_BACK: i64 = 1 << 20;
+
+/// Where `offset` stands when `next` is expected (`None`: anything is next). `step_back` is
+/// how far the previous gap seeked back; it grows fourfold while the gap stays open and is
+/// reset by the next offset.
+#[inline]
+pub fn position(next: Option<i64>, step_back: &mut i64, offset: i64) -> Position {
+    match next {
+        Some(n) if offset < n => Position::Covered,
+        Some(n) if offset > n => {
+            *step_back = (*step_back * 4).clamp(1, MAX_STEP_BACK);
+            Position::Gap {
+                to: (n - *step_back).max(0),
+            }
+        }
+        _ => {
+            *step_back = 0;
+            Position::Next
+        }
+    }
+}
+
+/// The expected next offset of one partition and its gap state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    next: Option<i64>,
+    step_back: i64,
+}
+
+impl Cursor {
+    /// A cursor expecting `next` (`None`: the first offset that comes).
+    pub fn at(next: Option<i64>) -> Cursor {
+        Cursor { next, step_back: 0 }
+    }
+
+    /// Where `offset` stands; a `Next` offset moves the cursor past it.
+    pub fn take(&mut self, offset: i64) -> Position {
+        let p = position(self.next, &mut self.step_back, offset);
+        if p == Position::Next {
+            self.next = Some(offset + 1);
+        }
+        p
+    }
+
+    /// The offset expected next.
+    pub fn next(&self) -> Option<i64> {
+        self.next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covered_next_and_a_gap_that_steps_back_further_each_time() {
+        let mut c = Cursor::at(Some(100));
+        assert_eq!(c.take(99), Position::Covered);
+        // A broker that skipped the rest of a record batch: 100..=119 missing.
+        assert_eq!(c.take(120), Position::Gap { to: 99 });
+        assert_eq!(c.take(121), Position::Gap { to: 96 });
+        assert_eq!(c.take(122), Position::Gap { to: 84 });
+        // The seek back delivers what came before: covered, then the expected offset.
+        assert_eq!(c.take(84), Position::Covered);
+        assert_eq!(c.take(100), Position::Next);
+        assert_eq!(c.next(), Some(101));
+        assert_eq!(c.take(101), Position::Next);
+        // The step was reset by the next offset.
+        assert_eq!(c.take(105), Position::Gap { to: 101 });
+        assert_eq!(Cursor::at(Some(3)).take(10), Position::Gap { to: 2 });
+        let mut far = Cursor::at(Some(2));
+        far.take(10);
+        assert_eq!(far.take(10), Position::Gap { to: 0 });
+    }
+
+    #[test]
+    fn without_an_expected_offset_the_first_one_is_next() {
+        let mut c = Cursor::at(None);
+        assert_eq!(c.take(7), Position::Next);
+        assert_eq!(c.take(7), Position::Covered);
+        assert_eq!(c.take(8), Position::Next);
+        let mut big = 0;
+        for _ in 0..20 {
+            position(Some(1 << 40), &mut big, 1 << 41);
+        }
+        assert_eq!(big, MAX_STEP_BACK);
+    }
+}

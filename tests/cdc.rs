@@ -638,13 +638,13 @@ impl ScratchServer {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        // Root from 127.0.0.1 (install-db creates root@localhost only), and the shop's tables.
+        // Root from 127.0.0.1 with all grants (as scripts/stack does), and the shop's tables.
         let socket = server.dir.join("sock");
         let out = std::process::Command::new("mariadb")
             .arg(format!("--socket={}", socket.display()))
             .args(["-uroot", "-e"])
             .arg(
-                "CREATE USER 'root'@'127.0.0.1' IDENTIFIED BY ''; \
+                "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; \
                  GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE shop",
             )
             .output()
@@ -655,7 +655,9 @@ impl ScratchServer {
             String::from_utf8_lossy(&out.stderr)
         );
         block_on(async {
-            let d = jobs::io::db::Db::connect(&server.url("shop")).await.unwrap();
+            let d = jobs::io::db::Db::connect(&server.url("shop"))
+                .await
+                .unwrap();
             d.init_schema().await.unwrap();
         });
         server

@@ -290,7 +290,10 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
         "ingest never saw the source down:\n{ingest_log}"
     );
     assert!(
-        lake_retries >= 1.0 && lake_retries_503 >= 1.0 && sql_retries >= 1.0 && redis_retries >= 1.0
+        lake_retries >= 1.0
+            && lake_retries_503 >= 1.0
+            && sql_retries >= 1.0
+            && redis_retries >= 1.0
     );
     println!(
         "outages of {} s each: lake {lake_retries} retries, SQL sink {sql_retries}, Redis {redis_retries}, source database (ingest) {waited} outage(s); S3 answering 503 for {} s: {lake_retries_503} retries; 15000 sales, lake, SQL and Redis equal to a fault-free run",

@@ -335,7 +335,10 @@ mod tests {
         assert_eq!(iv[0], (5.0, 15.0));
         assert_eq!(iv[1], (0.0, 7.0)); // never below zero
         // The rank is capped at n and floored at 1; NaN errors are skipped.
-        assert_eq!(interval(&[10.0], &[1.0, -2.0, f64::NAN], 0.99), vec![(8.0, 12.0)]);
+        assert_eq!(
+            interval(&[10.0], &[1.0, -2.0, f64::NAN], 0.99),
+            vec![(8.0, 12.0)]
+        );
         assert_eq!(interval(&[10.0], &[1.0, -2.0], 0.0), vec![(9.0, 11.0)]);
         assert_eq!(interval(&[3.0], &[], 0.8), vec![(3.0, 3.0)]);
     }

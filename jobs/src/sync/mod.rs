@@ -29,11 +29,11 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::cdc::state::H_POS;
 use crate::config::Config;
-use crate::offsets::{Cursor, Position};
 use crate::io::delivery::{Deliveries, NO_BATCH};
 use crate::io::kafka;
 use crate::io::retry::Backoff;
 use crate::metrics::Render;
+use crate::offsets::{Cursor, Position};
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 use doc::{Change, Parsed};

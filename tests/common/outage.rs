@@ -57,7 +57,7 @@ impl Relay {
                 }
                 let Ok(client) = client else { continue };
                 if state.unavailable.load(Ordering::SeqCst) {
-                    answer_503(client);
+                    answer_503(client, state.clone());
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(&target) else {
@@ -126,8 +126,9 @@ impl Relay {
 }
 
 /// Reads HTTP requests on `client` (head, then a `Content-Length` body) and answers each
-/// with 503, until the client closes.
-fn answer_503(mut client: TcpStream) {
+/// with 503 (the connection kept alive), until the client closes or the relay relays again
+/// (then the connection is closed, and the client's next one is relayed).
+fn answer_503(mut client: TcpStream, state: Arc<State>) {
     thread::spawn(move || {
         let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
         let mut buf = Vec::new();
@@ -153,6 +154,10 @@ fn answer_503(mut client: TcpStream) {
                 }
             }
             buf.drain(..end + 4 + body);
+            if !state.unavailable.load(Ordering::SeqCst) {
+                let _ = client.shutdown(Shutdown::Both);
+                return;
+            }
             let reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: 88\r\n\r\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>\n";
             if client.write_all(reply.as_bytes()).is_err() {
                 return;

@@ -254,7 +254,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
             match cursor.take(m.offset()) {
                 Position::Covered => continue,
                 Position::Gap { to } => {
-                    tracing::debug!(message = "Gap in offsets; stepping back.", topic = %tp.0, partition = tp.1, offset = m.offset(), expected = ?cursor.next(), seek_to = to);
+                    tracing::info!(message = "Gap in offsets; stepping back.", topic = %tp.0, partition = tp.1, offset = m.offset(), expected = ?cursor.next(), seek_to = to);
                     if let Err(e) =
                         consumer.seek(&tp.0, tp.1, Offset::Offset(to), Duration::from_secs(5))
                     {

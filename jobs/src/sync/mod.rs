@@ -381,7 +381,6 @@ async fn apply_with_retry(
     }
 }
 
-/// Every assigned partition read to its end.
 /// The group's committed offset of one partition (`None`: nothing committed yet), asked
 /// again with capped backoff while the broker does not answer (until `shutdown`).
 async fn committed_offset(
@@ -418,6 +417,7 @@ async fn committed_offset(
     }
 }
 
+/// Every assigned partition read to its end.
 fn caught_up(consumer: &StreamConsumer<SyncContext>) -> bool {
     let Ok(assigned) = consumer.assignment() else {
         return false;

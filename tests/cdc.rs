@@ -402,7 +402,7 @@ fn kill_9_of_cdc_during_a_50k_change_burst_loses_and_duplicates_nothing() {
     let mut cdc_kills = 0;
     // Each kill lands while cdc works: after it has started capturing, at a random moment
     // 0.3-1.5 s later. (jobs sync is not killed here. Killed 10 times beside cdc, it met 2-15
-    // offset gaps a run, which it now steps back over; in 2 runs of 5 the last sync then
+    // offset gaps a run, which it now steps back over; in 2 runs of 9 the last sync then
     // stalled: no message and no rebalance for 3 minutes after its second step back, with 146
     // product changes unapplied. See the issue note.)
     while !load.is_finished() || cdc_kills < 10 {

@@ -25,13 +25,31 @@ const SLOW_DOWN: Duration = Duration::from_secs(30);
 const NOT_IDLE: &str = "idle_timeout = \"1h\"";
 const S3: &str = "[s3]\nendpoint = \"http://127.0.0.1:PORT\"\nregion = \"us-east-1\"\naccess_key_id = \"jobs\"\nsecret_access_key = \"jobs-secret\"\n";
 
-/// Waits until `f` holds, failing the test after `limit` with `what`.
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+/// The tests of this file run one at a time: each loads the broker, SeaweedFS and both
+/// cores for minutes. Run beside the outage test, the broker-crash test once waited over
+/// 120 s for its third day (CI, 2026-12-07; the cause was not found, and it now prints the
+/// ingest, stream and broker logs when that wait times out).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits until `f` holds; false after `limit`.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
     while !f() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        if t.elapsed() >= limit {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
+    true
+}
+
+/// Waits until `f` holds, failing the test after `limit` with `what`.
+fn wait_for(what: &str, limit: Duration, f: impl FnMut() -> bool) {
+    assert!(wait_until(limit, f), "timed out waiting for {what}");
 }
 
 fn term(child: &mut Child) -> std::process::ExitStatus {
@@ -104,6 +122,7 @@ fn redis_sets(group: &str) -> Vec<(String, String)> {
 
 #[test]
 fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_lose_nothing() {
+    let _serial = one_at_a_time();
     let env = Env::new(Backend::Postgres);
     env.jobs(&["init"]);
     let (source, sink, redis, s3) = (
@@ -388,6 +407,7 @@ impl Drop for Broker {
 /// the source's rows), and the stream's lake equals that fresh, fault-free run's.
 #[test]
 fn ingest_and_stream_survive_two_broker_crashes_and_count_every_sale_once() {
+    let _serial = one_at_a_time();
     let env = Env::new(Backend::Sqlite);
     let mut broker = Broker::start(&env);
     let metrics = format!("127.0.0.1:{}", free_port());
@@ -434,10 +454,17 @@ fn ingest_and_stream_survive_two_broker_crashes_and_count_every_sale_once() {
     broker.kill();
     std::thread::sleep(Duration::from_secs(5));
     broker.up();
-    wait_for("the third day", Duration::from_secs(120), consumed(9000.0));
+    let logs = |f: &str| std::fs::read_to_string(env.dir.join(f)).unwrap_or_default();
+    if !wait_until(Duration::from_secs(120), consumed(9000.0)) {
+        panic!(
+            "timed out waiting for the third day\n--- ingest.log\n{}\n--- stream.log\n{}\n--- broker log\n{}",
+            logs("ingest.log"),
+            logs("stream.log"),
+            std::fs::read_to_string(&broker.log).unwrap_or_default()
+        );
+    }
     let took = t.elapsed();
     let status = (term(&mut ingest), term(&mut stream));
-    let logs = |f: &str| std::fs::read_to_string(env.dir.join(f)).unwrap();
     assert!(status.0.success(), "ingest: {}", logs("ingest.log"));
     assert!(status.1.success(), "stream: {}", logs("stream.log"));
     env.jobs_with(&cfg, &["stream", "--until-idle"]);
@@ -530,6 +557,7 @@ impl Drop for SmallDisk {
 /// equal to a fault-free run's.
 #[test]
 fn a_full_lake_disk_is_waited_out_with_no_partial_file_and_an_exact_resume() {
+    let _serial = one_at_a_time();
     let env = Env::new(Backend::Sqlite);
     let disk = SmallDisk::mount(env.dir.join("small"), "64m");
     let lake = disk.path.join("lake");

@@ -110,6 +110,20 @@ pub enum Error {
     Internal(String),
 }
 
+/// A format read from outside was wrong: each `formats` variant is the variant of the same
+/// name here, with the same text, so callers match and `main` classifies them as before.
+impl From<formats::Error> for Error {
+    fn from(e: formats::Error) -> Self {
+        match e {
+            formats::Error::Config(m) => Error::Config(m),
+            formats::Error::Registry(m) => Error::Registry(m),
+            formats::Error::Avro(m) => Error::Avro(m),
+            formats::Error::Schedule(m) => Error::Schedule(m),
+            formats::Error::File { path, source } => Error::File { path, source },
+        }
+    }
+}
+
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

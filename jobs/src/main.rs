@@ -12,7 +12,6 @@ use chrono::NaiveDate;
 use jobs::config::{
     Config, ForecastGranularity, ForecastModel, KafkaOverrides, Overrides, RegistryConfig,
 };
-use jobs::io::avro::Registry;
 use jobs::shutdown::Shutdown;
 
 // mimalloc for every allocation in the process, C libraries included (the `override` feature
@@ -308,7 +307,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .clone()
             .map(|url| RegistryConfig { url: Some(url) }),
     };
-    let cfg = Config::load(g.config.as_deref(), &flags)?;
+    let cfg = Config::load(g.config.as_deref(), &flags).map_err(jobs::Error::from)?;
     match cli.command {
         Command::Init { .. } => {
             jobs::init::run(&cfg).await?;
@@ -438,7 +437,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             group,
             until_idle,
         } => {
-            let registry = Registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
+            let registry =
+                jobs::io::registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
             let opts = jobs::export_json::RunOptions {
                 topic: topic.unwrap_or_else(|| cfg.topics.product_updates.clone()),
                 out_dir: out,
@@ -482,7 +482,7 @@ async fn schedule(cfg: &Config, g: &Global, a: ScheduleArgs) -> anyhow::Result<E
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let entries = spec::load_dir(&dir, &check_args)?;
+    let entries = spec::load_dir(&dir, &check_args).map_err(jobs::Error::from)?;
     if a.check {
         let files: std::collections::BTreeSet<_> = entries.iter().map(|e| &e.file).collect();
         println!(

@@ -20,8 +20,9 @@ use serde_json::json;
 use super::history::{self, ProductInfo, Purchases};
 use super::{Dates, Manifest, Published, day_number};
 use crate::config::{Config, OutputFormat};
-use crate::io::avro::{Registry, SchemaKind, Writer};
+use crate::io::avro::{SchemaKind, Writer};
 use crate::io::lake::Lake;
+use crate::io::registry;
 use crate::{Error, Result};
 
 /// Flags of `jobs recommend`; `None` takes the config's value.
@@ -347,7 +348,7 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     // 3. Publish: the lake, Kafka, then the manifest.
     let dir = format!("recommendations/run_date={}", dates.run_date);
     let batch = lake_batch(&m, &lists, &cold, &purchases.products, &version)?;
-    let schema_id = Registry::for_config(&cfg.schema_registry, &cfg.topics)
+    let schema_id = registry::for_config(&cfg.schema_registry, &cfg.topics)
         .await?
         .id(SchemaKind::Recommendations)?;
     let messages = messages(
@@ -589,6 +590,12 @@ fn messages(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configured_als_defaults_are_the_models_defaults() {
+        // `formats` writes them out rather than depend on `models`.
+        assert_eq!(params(&Config::default()), Params::default());
+    }
 
     #[test]
     fn matrix_indexes_ids_in_order() {

@@ -9,6 +9,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 
+use super::rows::{parse_product, parse_sale_row};
 use super::state::{self, H_ORIGIN, H_TABLE, origin_prefix, tp_key};
 use super::{Pending, Position, Prepared, SEND_CHUNK, Stats, TableJob, TableState};
 use crate::config::Config;
@@ -17,7 +18,6 @@ use crate::io::delivery::{DeliveryContext, NO_BATCH};
 use crate::io::kafka::{self, partition_for};
 use crate::io::produce::{Batcher, flush_now};
 use crate::io::source::{Cursor, CursorTable, Keyset, Rows, Source, Value};
-use crate::records::{Product, SaleRow};
 use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
@@ -154,12 +154,12 @@ impl Ctx<'_> {
                 Err(format!("{} is NULL or not a timestamp", job.spec.ts_col))
             } else {
                 match job.kind {
-                    SchemaKind::ProductSale => SaleRow::from_row(&row).map(|s| {
+                    SchemaKind::ProductSale => parse_sale_row(&row).map(|s| {
                         w.start_framed(schema_id);
                         s.encode(&mut w);
                         s.product_id
                     }),
-                    SchemaKind::Product => Product::from_row(&row).map(|p| {
+                    SchemaKind::Product => parse_product(&row).map(|p| {
                         w.start_framed(schema_id);
                         p.encode(&mut w);
                         p.id

@@ -11,10 +11,11 @@ use super::rows::{PRODUCTS_TABLE, SALES_TABLE};
 use super::state::{self, Tails, tp_key};
 use super::{Prepared, TableJob};
 use crate::config::Config;
-use crate::io::avro::{Registry, SchemaKind};
+use crate::io::avro::SchemaKind;
 use crate::io::delivery::{Deliveries, DeliveryContext};
 use crate::io::kafka;
 use crate::io::produce::flush_now;
+use crate::io::registry;
 use crate::io::source::Source;
 use crate::units::rfc3339_micros;
 use crate::{Error, Result};
@@ -44,7 +45,7 @@ pub(super) async fn prepare(cfg: &Config) -> Result<(Prepared, Vec<TableJob>)> {
         .await
         .map_err(|e| Error::Internal(format!("connect task panicked: {e}")))??;
     let partitions = partitions?;
-    let registry = Registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
+    let registry = registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
     let mut saved = saved
         .await
         .map_err(|e| Error::Internal(format!("state loader panicked: {e}")))??;

@@ -110,60 +110,57 @@ impl<'a> Fields<'_, 'a> {
     }
 }
 
-impl<'a> SaleRow<'a> {
-    /// Decodes a `product_sales` row as read by [`SALES_TABLE`] and checks it against
-    /// [`validate::sale`], the rules the stream applies too.
-    pub fn from_row(row: &[Value<'a>]) -> Result<SaleRow<'a>, String> {
-        let f = Fields {
-            cols: SALES_TABLE.cols,
-            row,
-        };
-        let quantity = f.req_int(5)?;
-        let quantity_sold = i32::try_from(quantity).map_err(|_| match quantity < 0 {
-            true => format!("quantity_sold is negative: {quantity}"),
-            false => format!("quantity_sold {quantity} cannot be encoded: larger than Avro int"),
-        })?;
-        let row = SaleRow {
-            transaction_id: f.req_int(0)?,
-            product_id: f.req_int(1)?,
-            product_name: f.req_str(2)?,
-            product_category: f.req_str(3)?,
-            brand: f.req_str(4)?,
-            quantity_sold,
-            price_per_unit_cents: f.cents(6)?,
-            transaction_date_micros: f.time(7)?,
-            customer_id: f.int(8)?,
-            country: f.text(9)?,
-            card_type: f.text(10)?,
-        };
-        validate::sale(&row).map_err(|e| e.to_string())?;
-        Ok(row)
-    }
+// Free functions, not `from_row` methods: the records are `formats`' types, and the rows
+// (`Value`) are this crate's.
+
+/// Decodes a `product_sales` row as read by [`SALES_TABLE`] and checks it against
+/// [`validate::sale`], the rules the stream applies too.
+pub fn parse_sale_row<'a>(row: &[Value<'a>]) -> Result<SaleRow<'a>, String> {
+    let f = Fields {
+        cols: SALES_TABLE.cols,
+        row,
+    };
+    let quantity = f.req_int(5)?;
+    let quantity_sold = i32::try_from(quantity).map_err(|_| match quantity < 0 {
+        true => format!("quantity_sold is negative: {quantity}"),
+        false => format!("quantity_sold {quantity} cannot be encoded: larger than Avro int"),
+    })?;
+    let row = SaleRow {
+        transaction_id: f.req_int(0)?,
+        product_id: f.req_int(1)?,
+        product_name: f.req_str(2)?,
+        product_category: f.req_str(3)?,
+        brand: f.req_str(4)?,
+        quantity_sold,
+        price_per_unit_cents: f.cents(6)?,
+        transaction_date_micros: f.time(7)?,
+        customer_id: f.int(8)?,
+        country: f.text(9)?,
+        card_type: f.text(10)?,
+    };
+    validate::sale(&row).map_err(|e| e.to_string())?;
+    Ok(row)
 }
 
-impl ProductSale {
-    /// Validates a `product_sales` row as read by [`SALES_TABLE`] (see [`SaleRow`]).
-    pub fn from_row(row: &[Value]) -> Result<ProductSale, String> {
-        SaleRow::from_row(row).map(|r| r.to_sale())
-    }
+/// Validates a `product_sales` row as read by [`SALES_TABLE`] (see [`parse_sale_row`]).
+pub fn parse_sale(row: &[Value]) -> Result<ProductSale, String> {
+    parse_sale_row(row).map(|r| r.to_sale())
 }
 
-impl Product {
-    /// Validates a `products` row as read by [`PRODUCTS_TABLE`].
-    pub fn from_row(row: &[Value]) -> Result<Product, String> {
-        let f = Fields {
-            cols: PRODUCTS_TABLE.cols,
-            row,
-        };
-        Ok(Product {
-            id: f.req_int(0)?,
-            name: f.req_text(1)?,
-            category: f.req_text(2)?,
-            brand: f.req_text(3)?,
-            price_cents: f.money(4)?,
-            last_updated_micros: f.time(5)?,
-        })
-    }
+/// Validates a `products` row as read by [`PRODUCTS_TABLE`].
+pub fn parse_product(row: &[Value]) -> Result<Product, String> {
+    let f = Fields {
+        cols: PRODUCTS_TABLE.cols,
+        row,
+    };
+    Ok(Product {
+        id: f.req_int(0)?,
+        name: f.req_text(1)?,
+        category: f.req_text(2)?,
+        brand: f.req_text(3)?,
+        price_cents: f.money(4)?,
+        last_updated_micros: f.time(5)?,
+    })
 }
 
 #[cfg(test)]
@@ -189,58 +186,40 @@ mod tests {
 
     #[test]
     fn a_good_row_validates_and_bad_ones_say_why() {
-        let sale = ProductSale::from_row(&sale_row()).unwrap();
+        let sale = parse_sale(&sale_row()).unwrap();
         assert_eq!(sale.price_per_unit_cents, 5_000_000);
         assert_eq!(sale.customer_id, None);
         assert_eq!(sale.key(), "7");
         // A timestamp read natively (MySQL) is the same sale.
         let mut r = sale_row();
         r[7] = Value::Micros(parse_micros("2026-11-21 13:05:00.250000").unwrap());
-        assert_eq!(ProductSale::from_row(&r).unwrap(), sale);
+        assert_eq!(parse_sale(&r).unwrap(), sale);
         r[2] = Value::Micros(0);
         assert_eq!(
-            ProductSale::from_row(&r).unwrap_err(),
+            parse_sale(&r).unwrap_err(),
             "product_name is a timestamp, not text"
         );
 
         let mut r = sale_row();
         r[2] = Value::Null;
-        assert_eq!(
-            ProductSale::from_row(&r).unwrap_err(),
-            "product_name is NULL"
-        );
+        assert_eq!(parse_sale(&r).unwrap_err(), "product_name is NULL");
         let mut r = sale_row();
         r[5] = Value::Int(-1);
-        assert_eq!(
-            ProductSale::from_row(&r).unwrap_err(),
-            "quantity_sold is negative: -1"
-        );
+        assert_eq!(parse_sale(&r).unwrap_err(), "quantity_sold is negative: -1");
         let mut r = sale_row();
         r[5] = Value::Int(i64::from(i32::MAX) + 1);
-        assert!(
-            ProductSale::from_row(&r)
-                .unwrap_err()
-                .contains("cannot be encoded")
-        );
+        assert!(parse_sale(&r).unwrap_err().contains("cannot be encoded"));
         let mut r = sale_row();
         r[6] = Value::Text("10.001");
-        assert!(
-            ProductSale::from_row(&r)
-                .unwrap_err()
-                .contains("price_per_unit")
-        );
+        assert!(parse_sale(&r).unwrap_err().contains("price_per_unit"));
         let mut r = sale_row();
         r[3] = Value::Undecodable("invalid utf-8 sequence".into());
         assert_eq!(
-            ProductSale::from_row(&r).unwrap_err(),
+            parse_sale(&r).unwrap_err(),
             "product_category cannot be decoded: invalid utf-8 sequence"
         );
         let mut r = sale_row();
         r[7] = Value::Text("yesterday");
-        assert!(
-            ProductSale::from_row(&r)
-                .unwrap_err()
-                .contains("not a timestamp")
-        );
+        assert!(parse_sale(&r).unwrap_err().contains("not a timestamp"));
     }
 }

@@ -8,6 +8,9 @@ use sqlx::AnyPool;
 
 use crate::{Error, Result};
 
+/// The URL with any password replaced by `***` (the configuration's, in `formats`).
+pub use formats::config::redact;
+
 /// Which SQL dialect the source speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -27,14 +30,15 @@ pub fn sqlite_micros(col: &str) -> String {
 impl Dialect {
     /// The dialect named by a URL's scheme.
     pub fn from_url(url: &str) -> Result<Dialect> {
+        // The schemes, and the error for any other, are the configuration's.
+        formats::config::check_database_scheme(url)?;
         let scheme = url.split("://").next().unwrap_or_default();
         match scheme {
             "mysql" | "mariadb" => Ok(Dialect::MySql),
             "postgres" | "postgresql" => Ok(Dialect::Postgres),
             "sqlite" => Ok(Dialect::Sqlite),
-            _ => Err(Error::Config(format!(
-                "database_url {:?}: unsupported scheme {scheme:?}; use sqlite://FILE, mysql://USER@HOST:PORT/DB or postgres://USER@HOST:PORT/DB",
-                redact(url)
+            _ => Err(Error::Internal(format!(
+                "database scheme {scheme:?} passed the configuration's check but has no dialect"
             ))),
         }
     }
@@ -243,17 +247,6 @@ where
             .await?;
     }
     Ok(pool)
-}
-
-/// The URL with any password replaced by `***`.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 
 pub mod history;
 mod process;
-pub mod spec;
+// The schedule files are parsed in `formats`.
+pub use formats::schedule as spec;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -37,11 +37,12 @@ mod recover;
 pub mod reference;
 mod shell;
 pub mod sinks;
-pub mod spec;
 pub mod stock;
 pub mod top;
 pub mod totals;
 pub mod window;
+// A window's shape is read from the configuration: it lives in `formats`.
+pub use formats::window_spec as spec;
 
 use serde::{Deserialize, Serialize};
 

@@ -64,7 +64,7 @@ struct Shell<'a> {
 pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<Counters> {
     let lake = Lake::open(&cfg.lake, &cfg.s3)?;
     lake.healthcheck().await?;
-    let registry = Registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
+    let registry = crate::io::registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
     let specs = super::specs(cfg);
     let metrics = Arc::new(StreamMetrics::default());
     if !cfg.stream.metrics_addr.is_empty() {

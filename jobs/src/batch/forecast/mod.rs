@@ -23,8 +23,9 @@ pub use self::series::build_series;
 use super::history::{self, DailySales};
 use super::{Dates, Manifest, Published, day_number};
 use crate::config::{Config, ForecastGranularity, ForecastModel};
-use crate::io::avro::{Registry, SchemaKind};
+use crate::io::avro::SchemaKind;
 use crate::io::lake::Lake;
+use crate::io::registry;
 use crate::{Error, Result};
 
 /// Flags of `jobs forecast`; `None` takes the config's value.
@@ -179,7 +180,7 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     let dir = format!("forecasts/run_date={}", dates.run_date);
     let backtested = fits.iter().filter(|f| f.backtested).count();
     let batch = publish::lake_batch(&fits, &daily.products, (&dates, g), &version)?;
-    let schema_id = Registry::for_config(&cfg.schema_registry, &cfg.topics)
+    let schema_id = registry::for_config(&cfg.schema_registry, &cfg.topics)
         .await?
         .id(SchemaKind::SalesPrediction)?;
     let messages = publish::messages(

@@ -1,5 +1,6 @@
 //! Avro binary encoding for our record types, the Confluent wire format around it
-//! (magic byte 0, 4-byte big-endian schema id, Avro binary), and where schema ids come from.
+//! (magic byte 0, 4-byte big-endian schema id, Avro binary), and the schema ids of the
+//! committed local registry (the HTTP registry is read by `jobs::io::registry`).
 //!
 //! The encoders are written by hand for speed (no per-record `Value` tree); unit tests check
 //! them byte for byte against `apache-avro` with the schemas in `data/avro/`.
@@ -8,7 +9,6 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::config::{RegistryConfig, Topics};
 use crate::{Error, Result};
 
 /// The first byte of every Confluent-framed message.
@@ -69,20 +69,20 @@ impl SchemaKind {
     /// The schema text (compiled in from `data/avro/`).
     pub fn schema_text(self) -> &'static str {
         match self {
-            SchemaKind::ProductSale => include_str!("../../../data/avro/product_sale.avsc"),
-            SchemaKind::Product => include_str!("../../../data/avro/product.avsc"),
+            SchemaKind::ProductSale => include_str!("../../data/avro/product_sale.avsc"),
+            SchemaKind::Product => include_str!("../../data/avro/product.avsc"),
             SchemaKind::WindowedSales => {
-                include_str!("../../../data/avro/product_sales_window.avsc")
+                include_str!("../../data/avro/product_sales_window.avsc")
             }
-            SchemaKind::ProductTotals => include_str!("../../../data/avro/product_totals.avsc"),
-            SchemaKind::TopProducts => include_str!("../../../data/avro/top_products.avsc"),
-            SchemaKind::LowStockAlert => include_str!("../../../data/avro/low_stock_alert.avsc"),
-            SchemaKind::SegmentSales => include_str!("../../../data/avro/segment_sales.avsc"),
+            SchemaKind::ProductTotals => include_str!("../../data/avro/product_totals.avsc"),
+            SchemaKind::TopProducts => include_str!("../../data/avro/top_products.avsc"),
+            SchemaKind::LowStockAlert => include_str!("../../data/avro/low_stock_alert.avsc"),
+            SchemaKind::SegmentSales => include_str!("../../data/avro/segment_sales.avsc"),
             SchemaKind::SalesPrediction => {
-                include_str!("../../../data/avro/sales_prediction.avsc")
+                include_str!("../../data/avro/sales_prediction.avsc")
             }
             SchemaKind::Recommendations => {
-                include_str!("../../../data/avro/product_recommendations.avsc")
+                include_str!("../../data/avro/product_recommendations.avsc")
             }
         }
     }
@@ -122,13 +122,9 @@ impl Registry {
     /// The committed local registry, `data/avro/registry.json` (compiled in).
     pub fn local() -> Result<Registry> {
         let file: LocalFile =
-            serde_json::from_str(include_str!("../../../data/avro/registry.json"))
+            serde_json::from_str(include_str!("../../data/avro/registry.json"))
                 .map_err(|e| Error::Registry(format!("data/avro/registry.json: {e}")))?;
-        let mut reg = Registry {
-            ids: HashMap::new(),
-            kinds: HashMap::new(),
-            source: "local registry data/avro/registry.json".into(),
-        };
+        let mut reg = Registry::empty("local registry data/avro/registry.json");
         for e in file.schemas {
             // An older version of a kind's schema (`<name>.v<N>.avsc`) is there for outside
             // readers of old messages; we write the current one only.
@@ -148,85 +144,25 @@ impl Registry {
                     ))
                 })?;
             // The newest entry for a file is the one written; older ids still decode.
-            reg.ids.insert(kind, e.id);
-            reg.kinds.insert(e.id, kind);
+            reg.insert(kind, e.id);
         }
         Ok(reg)
     }
 
-    /// A Confluent-compatible registry at `url`: each schema is registered (or found) under
-    /// the subject `<topic>-value` (TopicNameStrategy).
-    pub async fn remote(url: &str, subjects: &[(SchemaKind, &str)]) -> Result<Registry> {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::Registry(format!("{url}: {e}")))?;
-        let mut reg = Registry {
+    /// A registry with no ids yet, for ids from elsewhere (the HTTP registry of `jobs`);
+    /// `source` says where they come from, for messages.
+    pub fn empty(source: impl Into<String>) -> Registry {
+        Registry {
             ids: HashMap::new(),
             kinds: HashMap::new(),
-            source: format!("schema registry {url}"),
-        };
-        for (kind, topic) in subjects {
-            let subject = format!("{topic}-value");
-            let endpoint = format!("{}/subjects/{subject}/versions", url.trim_end_matches('/'));
-            let body = serde_json::json!({ "schema": kind.schema_text() });
-            let resp = client
-                .post(&endpoint)
-                .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| Error::Registry(format!("POST {endpoint}: {e}")))?;
-            let status = resp.status();
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| Error::Registry(format!("POST {endpoint}: {e}")))?;
-            if !status.is_success() {
-                return Err(Error::Registry(format!(
-                    "POST {endpoint}: {status}: {text}"
-                )));
-            }
-            let id = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
-                .and_then(|i| u32::try_from(i).ok())
-                .ok_or_else(|| Error::Registry(format!("POST {endpoint}: no id in {text}")))?;
-            reg.ids.insert(*kind, id);
-            reg.kinds.insert(id, *kind);
+            source: source.into(),
         }
-        Ok(reg)
     }
 
-    /// The registry its config section asks for: HTTP when `schema_registry.url` is set (our
-    /// schemas registered under `<topic>-value`), else the committed local file.
-    pub async fn for_config(reg: &RegistryConfig, t: &Topics) -> Result<Registry> {
-        match &reg.url {
-            Some(url) => {
-                Registry::remote(
-                    url,
-                    &[
-                        (SchemaKind::ProductSale, t.product_sales.as_str()),
-                        (SchemaKind::Product, t.product_updates.as_str()),
-                        (SchemaKind::WindowedSales, t.windowed_product_sales.as_str()),
-                        (
-                            SchemaKind::ProductTotals,
-                            t.aggregated_product_sales.as_str(),
-                        ),
-                        (SchemaKind::TopProducts, t.top_products.as_str()),
-                        (SchemaKind::LowStockAlert, t.low_stock_alerts.as_str()),
-                        (SchemaKind::SegmentSales, t.customer_segment_sales.as_str()),
-                        (SchemaKind::SalesPrediction, t.sales_predictions.as_str()),
-                        (
-                            SchemaKind::Recommendations,
-                            t.product_recommendations.as_str(),
-                        ),
-                    ],
-                )
-                .await
-            }
-            None => Registry::local(),
-        }
+    /// Records that `kind` is written with `id` (and that `id` decodes as `kind`).
+    pub fn insert(&mut self, kind: SchemaKind, id: u32) {
+        self.ids.insert(kind, id);
+        self.kinds.insert(id, kind);
     }
 
     /// The id written for `kind`.
@@ -544,8 +480,7 @@ mod tests {
         assert_eq!(reg.id(SchemaKind::SalesPrediction).unwrap(), 10);
         assert_eq!(reg.kind(8), None);
         let old: serde_json::Value =
-            serde_json::from_str(include_str!("../../../data/avro/sales_prediction.v1.avsc"))
-                .unwrap();
+            serde_json::from_str(include_str!("../../data/avro/sales_prediction.v1.avsc")).unwrap();
         assert_eq!(old["fields"].as_array().unwrap().len(), 7);
     }
 

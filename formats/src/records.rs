@@ -1,5 +1,5 @@
 //! The records that flow through Kafka, a sale and a catalogue row, and their Avro binary
-//! form. How a database row becomes one is in `ingest::rows`; the rules a sale must meet in
+//! form. How a database row becomes one is in `jobs::ingest::rows`; the rules a sale must meet in
 //! [`crate::validate`].
 //!
 //! Money is carried as integer cents (`i64`) end to end, so totals are exact; timestamps as
@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::io::avro::{Reader, Writer};
+use crate::avro::{Reader, Writer};
 
 /// One sales transaction (Avro `jobs.sales.ProductSale`, seed 001's columns plus the
 /// customer, country and card type that seeds 001 and 003 aggregate by).

@@ -18,7 +18,7 @@ mod sections;
 pub use cdc::*;
 pub use sections::*;
 
-use crate::stream::spec::WindowSpec;
+use crate::window_spec::WindowSpec;
 use crate::{Error, Result};
 
 /// The whole configuration of every `jobs` subcommand.
@@ -413,7 +413,7 @@ impl Config {
 
     /// Checks what serde cannot: value ranges and URL schemes.
     pub fn validate(&self) -> Result<()> {
-        crate::io::db::Dialect::from_url(&self.database_url)?;
+        check_database_scheme(&self.database_url)?;
         if self.kafka.brokers.trim().is_empty() {
             return Err(Error::Config("kafka.brokers is empty".into()));
         }
@@ -455,7 +455,7 @@ impl Config {
             .flatten()
             .filter(|u| !u.is_empty())
         {
-            crate::io::db::Dialect::from_url(url)?;
+            check_database_scheme(url)?;
         }
         if let Some(url) = self.stream.redis_url.as_ref().filter(|u| !u.is_empty()) {
             url::Url::parse(url)
@@ -478,7 +478,6 @@ impl Config {
     /// A copy fit to print: passwords in URLs as `***`, secrets (`s3.secret_access_key`,
     /// `dashboard.token`, the Kafka properties [`is_secret_property`] names) as `<redacted>`.
     pub fn redacted(&self) -> Config {
-        use crate::io::db::redact;
         let mut c = self.clone();
         c.database_url = redact(&c.database_url);
         for url in [
@@ -515,7 +514,7 @@ impl Config {
         self.ingest
             .source_name
             .clone()
-            .unwrap_or_else(|| crate::io::db::redact(&self.database_url))
+            .unwrap_or_else(|| redact(&self.database_url))
     }
 }
 
@@ -528,6 +527,31 @@ pub fn is_secret_property(name: &str) -> bool {
         .any(|w| n.contains(w))
 }
 
+/// Checks that a database URL names a database `jobs` speaks: `sqlite`, `mysql` (or
+/// `mariadb`) or `postgres` (or `postgresql`). `jobs::io::db::Dialect::from_url` gives the same
+/// error for any other scheme.
+pub fn check_database_scheme(url: &str) -> Result<()> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    match scheme {
+        "mysql" | "mariadb" | "postgres" | "postgresql" | "sqlite" => Ok(()),
+        _ => Err(Error::Config(format!(
+            "database_url {:?}: unsupported scheme {scheme:?}; use sqlite://FILE, mysql://USER@HOST:PORT/DB or postgres://USER@HOST:PORT/DB",
+            redact(url)
+        ))),
+    }
+}
+
+/// The URL with any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn one_line(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| e.to_string())
@@ -536,6 +560,8 @@ fn one_line(e: figment::Error) -> String {
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment's own (large) error; tests only.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -592,8 +618,28 @@ mod tests {
     }
 
     #[test]
+    fn database_schemes_are_checked_and_passwords_redacted() {
+        for url in ["sqlite://jobs.db", "mariadb://x/y", "postgresql://p@h/db"] {
+            check_database_scheme(url).unwrap();
+        }
+        let err = check_database_scheme("oracle://u:pw@x")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "configuration: database_url \"oracle://u:***@x\": unsupported scheme \"oracle\"; \
+             use sqlite://FILE, mysql://USER@HOST:PORT/DB or postgres://USER@HOST:PORT/DB"
+        );
+        assert_eq!(
+            redact("mysql://root:secret@db:3306/shop"),
+            "mysql://root:***@db:3306/shop"
+        );
+        assert_eq!(redact("sqlite://jobs.db"), "sqlite://jobs.db");
+    }
+
+    #[test]
     fn the_example_file_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs.example.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobs/jobs.example.toml");
         // Inside a jail: other tests set JOBS_* variables, and the jail serialises them.
         figment::Jail::expect_with(|_| {
             let cfg = Config::load(Some(&path), &Overrides::default()).unwrap();

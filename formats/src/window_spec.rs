@@ -43,7 +43,8 @@ impl Default for Groups {
 }
 
 impl Groups {
-    pub(crate) fn products(self) -> bool {
+    /// Whether per-product rows are kept (either product output is on).
+    pub fn products(self) -> bool {
         self.sales_windows || self.top
     }
 }

@@ -171,19 +171,20 @@ pub struct RecommendConfig {
 }
 
 impl Default for RecommendConfig {
+    /// The ALS settings are `models::als::Params::default()`'s, written out so that this crate
+    /// does not build the models (a test in `jobs::batch::recommend` checks they agree).
     fn default() -> Self {
-        let p = models::als::Params::default();
         RecommendConfig {
             top_k: 5,
             history_days: 365,
             include_bought: false,
-            factors: p.factors,
-            regularization: p.regularization,
-            scale_regularization: p.scale_regularization,
-            alpha: p.alpha,
-            iterations: p.iterations,
-            cg_steps: p.cg_steps,
-            seed: p.seed,
+            factors: 32,
+            regularization: 0.25,
+            scale_regularization: true,
+            alpha: 3.0,
+            iterations: 15,
+            cg_steps: 3,
+            seed: 42,
             tune: true,
             output_format: OutputFormat::Avro,
         }

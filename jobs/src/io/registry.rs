@@ -1,0 +1,76 @@
+//! Schema ids from a Confluent-compatible schema registry over HTTP; the committed local
+//! registry and the Avro encoding are pure, in `formats` ([`crate::io::avro`]).
+
+use crate::config::{RegistryConfig, Topics};
+use crate::io::avro::{Registry, SchemaKind};
+use crate::{Error, Result};
+
+/// A Confluent-compatible registry at `url`: each schema is registered (or found) under
+/// the subject `<topic>-value` (TopicNameStrategy).
+pub async fn remote(url: &str, subjects: &[(SchemaKind, &str)]) -> Result<Registry> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::Registry(format!("{url}: {e}")))?;
+    let mut reg = Registry::empty(format!("schema registry {url}"));
+    for (kind, topic) in subjects {
+        let subject = format!("{topic}-value");
+        let endpoint = format!("{}/subjects/{subject}/versions", url.trim_end_matches('/'));
+        let body = serde_json::json!({ "schema": kind.schema_text() });
+        let resp = client
+            .post(&endpoint)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| Error::Registry(format!("POST {endpoint}: {e}")))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| Error::Registry(format!("POST {endpoint}: {e}")))?;
+        if !status.is_success() {
+            return Err(Error::Registry(format!(
+                "POST {endpoint}: {status}: {text}"
+            )));
+        }
+        let id = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| Error::Registry(format!("POST {endpoint}: no id in {text}")))?;
+        reg.insert(*kind, id);
+    }
+    Ok(reg)
+}
+
+/// The registry its config section asks for: HTTP when `schema_registry.url` is set (our
+/// schemas registered under `<topic>-value`), else the committed local file.
+pub async fn for_config(reg: &RegistryConfig, t: &Topics) -> Result<Registry> {
+    match &reg.url {
+        Some(url) => {
+            remote(
+                url,
+                &[
+                    (SchemaKind::ProductSale, t.product_sales.as_str()),
+                    (SchemaKind::Product, t.product_updates.as_str()),
+                    (SchemaKind::WindowedSales, t.windowed_product_sales.as_str()),
+                    (
+                        SchemaKind::ProductTotals,
+                        t.aggregated_product_sales.as_str(),
+                    ),
+                    (SchemaKind::TopProducts, t.top_products.as_str()),
+                    (SchemaKind::LowStockAlert, t.low_stock_alerts.as_str()),
+                    (SchemaKind::SegmentSales, t.customer_segment_sales.as_str()),
+                    (SchemaKind::SalesPrediction, t.sales_predictions.as_str()),
+                    (
+                        SchemaKind::Recommendations,
+                        t.product_recommendations.as_str(),
+                    ),
+                ],
+            )
+            .await
+        }
+        None => Ok(Registry::local()?),
+    }
+}

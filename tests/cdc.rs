@@ -726,3 +726,98 @@ fn a_binlog_not_in_full_row_format_is_refused_with_the_variable_to_set() {
     server_sql(&scratch.url("mysql"), "SET GLOBAL log_bin_compress = OFF");
     captures("scratch-after");
 }
+
+/// A restarted `jobs sync` whose group commit lies inside the last record batch of a
+/// partition: Tansu 0.6.0 answers that fetch with nothing, so no later message shows the gap.
+/// The sync steps back from the commit until the batch comes, applies exactly the changes
+/// after the commit, and `--until-idle` ends. Deterministic: the topic is a copy of the
+/// snapshot in one producer batch, committed three short of its end.
+#[test]
+fn a_sync_restarted_inside_the_last_record_batch_steps_back_and_applies_exactly_the_tail() {
+    let c = Cdc::new("");
+    seed(&c, 120);
+    let cdc = c.spawn(&["cdc"], "cdc");
+    c.wait_log("cdc", "Snapshot done.", 1, 60);
+    stop(cdc);
+    let copy = format!("{}b", c.env.id);
+    let group = format!("{}-tail", c.env.id);
+    let b = python(&[
+        "tests/py/cdc_check.py",
+        "batch",
+        "--topic",
+        &format!("{}.{}.products", c.env.id, c.db),
+        "--to",
+        &format!("{copy}.{}.products", c.db),
+        "--group",
+        &group,
+        "--tail",
+        "3",
+    ]);
+    assert_eq!(b["copied"], 120, "{b}");
+    assert_eq!(b["committed"], 117, "{b}");
+    // The same configuration, following the copy: its prefix, the one table, the group.
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    let text = text
+        .replace(
+            &format!("topic_prefix = \"{}\"", c.env.id),
+            &format!("topic_prefix = \"{copy}\""),
+        )
+        .replace(
+            &format!("group_id = \"{}-sync\"", c.env.id),
+            &format!("group_id = \"{group}\"\ntables = [\"products\"]"),
+        );
+    let config = c.env.dir.join("tail.toml");
+    std::fs::write(&config, text).unwrap();
+    let started = Instant::now();
+    let log_path = c.env.dir.join("tail.log");
+    let mut sync = c
+        .env
+        .cmd_with(&config, &["sync", "--until-idle"])
+        .env("JOBS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = sync.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let _ = sync.kill();
+            let _ = sync.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "sync --until-idle did not finish within 90 s ({status:?}):\n{log}"
+    );
+    // Exactly the three changes after the commit are in Redis, nothing before it.
+    let mut r = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:products:*", c.env.id))
+        .query(&mut r)
+        .unwrap();
+    keys.sort();
+    let mut want: Vec<String> = b["tail_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let id: serde_json::Value = serde_json::from_str(k.as_str().unwrap()).unwrap();
+            format!("{}:products:{}", c.env.id, id["id"])
+        })
+        .collect();
+    want.sort();
+    assert_eq!(keys, want, "{log}");
+    println!(
+        "sync --until-idle from inside the last batch: {:.1} s, step-back lines: {}",
+        started.elapsed().as_secs_f64(),
+        log.matches("No progress below the high watermark").count()
+    );
+}

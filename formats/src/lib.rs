@@ -1,6 +1,6 @@
 //! `formats`: every format `jobs` reads from outside, parsed and checked without IO: Avro
-//! records in the Confluent framing ([`avro`], [`records`]), the validation of a sale and the
-//! units it is written in ([`validate`], [`units`]), window specs ([`window_spec`]), schedule
+//! records in the Confluent framing ([`avro`], [`records`]; one sale message: [`sale`]), the
+//! validation of a sale and the units it is written in ([`validate`], [`units`]), window specs ([`window_spec`]), schedule
 //! files ([`schedule`]) and the configuration ([`config`]).
 //!
 //! **Invariant**: no IO stack (no async runtime, Kafka, database, HTTP or object store). The
@@ -14,7 +14,9 @@
 pub mod avro;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod records;
+pub mod sale;
 pub mod schedule;
 pub mod units;
 pub mod validate;

@@ -21,8 +21,10 @@ pub struct WindowSpec {
 /// The groupings a window keeps. Products are kept when either product output is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Groups {
-    /// Per-product rows go to `sales_windows` and `windowed_product_sales`.
+    /// Per-product rows go to `sales_windows` (and, with `kafka`, `windowed_product_sales`).
     pub sales_windows: bool,
+    /// The per-product rows also go to `windowed_product_sales` (`stream.kafka_windows`).
+    pub kafka: bool,
     /// Per-product rows feed the top-N ranking.
     pub top: bool,
     /// Per (customer segment, product).
@@ -35,6 +37,7 @@ impl Default for Groups {
     fn default() -> Self {
         Groups {
             sales_windows: true,
+            kafka: true,
             top: false,
             segments: false,
             dashboard: false,

@@ -40,6 +40,19 @@ pub fn position(next: Option<i64>, step_back: &mut i64, offset: i64) -> Position
     }
 }
 
+/// Where to seek when a partition expecting `next` has delivered nothing for a while although
+/// the broker's high watermark `high` is past it; `None` when it is not (or nothing is
+/// expected yet). A position inside the *last* record batch is answered with nothing by Tansu
+/// 0.6.0, so no later offset ever shows the gap: step back as for one, further each time.
+pub fn stalled(next: Option<i64>, step_back: &mut i64, high: i64) -> Option<i64> {
+    let n = next?;
+    if n >= high {
+        return None;
+    }
+    *step_back = (*step_back * 4).clamp(1, MAX_STEP_BACK);
+    Some((n - *step_back).max(0))
+}
+
 /// The expected next offset of one partition and its gap state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {
@@ -66,11 +79,30 @@ impl Cursor {
     pub fn next(&self) -> Option<i64> {
         self.next
     }
+
+    /// Where to seek when the partition has delivered nothing for a while (see [`stalled`]).
+    pub fn stalled(&mut self, high: i64) -> Option<i64> {
+        stalled(self.next, &mut self.step_back, high)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stall_below_the_high_watermark_steps_back_until_the_next_offset_comes() {
+        let mut c = Cursor::at(Some(150));
+        assert_eq!(c.stalled(150), None, "at the end: nothing to fetch");
+        assert_eq!(c.stalled(300), Some(149));
+        assert_eq!(c.stalled(300), Some(146));
+        assert_eq!(c.stalled(300), Some(134));
+        // The batch from 100 on comes: skip to 150, take it, and the steps start over.
+        assert_eq!(c.take(100), Position::Covered);
+        assert_eq!(c.take(150), Position::Next);
+        assert_eq!(c.stalled(300), Some(150));
+        assert_eq!(Cursor::at(None).stalled(300), None);
+    }
 
     #[test]
     fn covered_next_and_a_gap_that_steps_back_further_each_time() {

@@ -7,6 +7,9 @@
   topics: every message of each table topic (confluent-kafka): per partition the jobs.cdc.pos
           headers strictly increase (nothing twice), and the ops equal the row events that
           mariadb-binlog decodes from the server for the same database since the snapshot.
+  read:   every value of a topic, as JSON.
+  batch:  a topic copied into one record batch of a new one-partition topic, a group
+          committed inside it (the restart of `jobs sync` inside the last batch).
 
 Prints one JSON object.
 """
@@ -212,9 +215,36 @@ def read(a):
     print(json.dumps(out))
 
 
+def batch(a):
+    """Every message of --topic copied, headers and all, into --to (created with one
+    partition) in one producer batch; then --group committed at the end minus --tail there.
+    Prints the copied count, the committed offset, the high watermark and the keys of the
+    messages from the committed offset on."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    msgs = list(messages(a.brokers, a.group + "-src", a.topic))
+    admin = AdminClient({"bootstrap.servers": a.brokers})
+    for f in admin.create_topics([NewTopic(a.to, num_partitions=1, replication_factor=1)]).values():
+        f.result()
+    p = Producer({"bootstrap.servers": a.brokers, "linger.ms": 3000, "batch.num.messages": 100000,
+                  "batch.size": 16 << 20, "enable.idempotence": False, "compression.type": "none"})
+    for m in msgs:
+        p.produce(a.to, key=m.key(), value=m.value(), headers=m.headers(), partition=0)
+    p.flush(30)
+    c = Consumer({"bootstrap.servers": a.brokers, "group.id": a.group, "enable.auto.commit": False})
+    low, high = c.get_watermark_offsets(TopicPartition(a.to, 0), timeout=10)
+    at = high - a.tail
+    c.commit(offsets=[TopicPartition(a.to, 0, at)], asynchronous=False)
+    c.close()
+    tail = [m.key().decode() for m in msgs[len(msgs) - a.tail:]]
+    print(json.dumps({"copied": len(msgs), "committed": at, "high": high, "tail_keys": tail}))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["sinks", "topics", "read"])
+    p.add_argument("mode", choices=["sinks", "topics", "read", "batch"])
+    p.add_argument("--to")
+    p.add_argument("--tail", type=int, default=3)
     p.add_argument("--mysql")
     p.add_argument("--tables")
     p.add_argument("--topic")
@@ -226,7 +256,7 @@ def main():
     p.add_argument("--prefix", default="cdc")
     p.add_argument("--group", default="cdc-check")
     a = p.parse_args()
-    {"sinks": sinks, "topics": topics, "read": read}[a.mode](a)
+    {"sinks": sinks, "topics": topics, "read": read, "batch": batch}[a.mode](a)
 
 
 if __name__ == "__main__":

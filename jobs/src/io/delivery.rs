@@ -48,8 +48,9 @@ struct State {
     reported: u64,
     /// Wake the waiter when `reported` reaches this.
     wake_at: u64,
-    /// `(topic, partition)` -> the offset after the last acknowledged unbatched message.
-    next_offsets: HashMap<(String, i32), i64>,
+    /// topic -> `(partition, the offset after its last acknowledged unbatched message)`:
+    /// keyed by the topic alone so that a report looks it up without allocating.
+    next_offsets: HashMap<String, Vec<(i32, i64)>>,
 }
 
 impl Default for State {
@@ -110,8 +111,12 @@ impl Deliveries {
     }
 
     /// Takes the next offsets of the unbatched messages acknowledged since the last call.
-    pub fn take_next_offsets(&self) -> Result<HashMap<(String, i32), i64>> {
-        Ok(std::mem::take(&mut self.lock()?.next_offsets))
+    pub fn take_next_offsets(&self) -> Result<Vec<(String, i32, i64)>> {
+        let taken = std::mem::take(&mut self.lock()?.next_offsets);
+        Ok(taken
+            .into_iter()
+            .flat_map(|(t, ps)| ps.into_iter().map(move |(p, o)| (t.clone(), p, o)))
+            .collect())
     }
 
     /// Waits until `target` reports have arrived in total (successes and failures).
@@ -236,11 +241,15 @@ impl ProducerContext for DeliveryContext {
         let mut completed = st.reported == st.wake_at;
         if batch == NO_BATCH {
             if failed.is_none() {
-                let next = st
-                    .next_offsets
-                    .entry((m.topic().to_string(), m.partition()))
-                    .or_insert(0);
-                *next = (*next).max(m.offset() + 1);
+                let (topic, partition, next) = (m.topic(), m.partition(), m.offset() + 1);
+                let parts = match st.next_offsets.get_mut(topic) {
+                    Some(v) => v,
+                    None => st.next_offsets.entry(topic.to_string()).or_default(),
+                };
+                match parts.iter_mut().find(|(p, _)| *p == partition) {
+                    Some(e) => e.1 = e.1.max(next),
+                    None => parts.push((partition, next)),
+                }
             }
         } else {
             // The oldest batches are at the front; a report is almost always for one of them.

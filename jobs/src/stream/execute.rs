@@ -61,6 +61,8 @@ impl Io<'_> {
     /// idempotency keys (what recovery reads back); blocking.
     pub(super) fn send(&self, p: i32, msgs: &[OutMsg]) -> Result<()> {
         let (group, sp) = (self.cfg.stream.group_id.as_str(), p.to_string());
+        // Messages come in runs of one topic: look its partition count up once a run.
+        let mut parts: (&str, i32) = ("", 1);
         for m in msgs {
             let mut h = OwnedHeaders::new_with_capacity(3 + m.headers.len())
                 .insert(Header {
@@ -81,7 +83,10 @@ impl Io<'_> {
                     value: Some(v.as_str()),
                 });
             }
-            let n = self.out_parts.get(&m.topic).copied().unwrap_or(1);
+            if parts.0 != m.topic {
+                parts = (&m.topic, self.out_parts.get(&m.topic).copied().unwrap_or(1));
+            }
+            let n = parts.1;
             kafka::send(
                 &self.producer,
                 BaseRecord::with_opaque_to(&m.topic, NO_BATCH)
@@ -112,7 +117,7 @@ impl Io<'_> {
                 source: KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::Fail),
             });
         }
-        for ((t, q), next) in self.deliveries.take_next_offsets()? {
+        for (t, q, next) in self.deliveries.take_next_offsets()? {
             let e = self.output_offsets.entry(format!("{t}/{q}")).or_insert(0);
             *e = (*e).max(next);
         }

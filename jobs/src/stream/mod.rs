@@ -83,6 +83,11 @@ pub fn specs(cfg: &Config) -> Vec<WindowSpec> {
     let s = &cfg.stream;
     let mut specs = s.windows.clone();
     for w in &mut specs {
+        let shape = (w.size_micros, w.slide_micros);
+        w.groups.kafka = s
+            .kafka_windows
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|k| (k.size_micros, k.slide_micros) == shape));
         if w.is_tumbling() {
             w.groups.segments = s.has(Feature::Segments);
             w.groups.dashboard = s.has(Feature::Dashboard);
@@ -98,6 +103,7 @@ pub fn specs(cfg: &Config) -> Vec<WindowSpec> {
             None => {
                 t.groups = Groups {
                     sales_windows: false,
+                    kafka: false,
                     top: true,
                     segments: false,
                     dashboard: false,

@@ -18,11 +18,10 @@ use super::totals::{self, Totals};
 use super::window::{ClosedWindow, Outcome, WindowSpec, WindowState, Windows};
 use super::{Counters, business};
 use crate::config::{Config, Feature, OutputFormat};
-use crate::io::avro::{self, Reader, Registry, SchemaKind, Writer};
+use crate::io::avro::{Registry, SchemaKind, Writer};
 use crate::io::kafka::partition_for;
 use crate::records::ProductSale;
 use crate::units::rfc3339_micros;
-use crate::validate;
 
 /// The schema ids the outputs are framed with (Avro).
 #[derive(Debug, Clone, Copy, Default)]
@@ -192,6 +191,8 @@ pub struct Partition {
     buffered_bytes: usize,
     span_started: Instant,
     last_event: Instant,
+    /// When [`Partition::stalled`] last answered a seek.
+    last_stall_seek: Option<Instant>,
     last_totals: Instant,
     /// The consumer reported the end of the partition and nothing came since.
     pub at_end: bool,
@@ -257,6 +258,7 @@ impl Partition {
             buffered_bytes: 0,
             span_started: now,
             last_event: now,
+            last_stall_seek: None,
             last_totals: now,
             at_end: false,
             dirty: false,
@@ -290,6 +292,23 @@ impl Partition {
     #[inline]
     pub fn position(&mut self, offset: i64) -> Position {
         crate::offsets::position(self.next_offset, &mut self.step_back, offset)
+    }
+
+    /// Nothing came for `quiet`, nor was a stall seek made in that time: whether to ask the
+    /// broker for the high watermark that [`Partition::stalled`] compares with.
+    pub fn quiet(&self, quiet: Duration, now: Instant) -> bool {
+        let since = self
+            .last_stall_seek
+            .map_or(self.last_event, |t| t.max(self.last_event));
+        now.duration_since(since) >= quiet
+    }
+
+    /// Where to seek when this quiet partition's next offset is below the broker's high
+    /// watermark `high` (the rule of [`crate::offsets::stalled`]).
+    pub fn stalled(&mut self, high: i64, now: Instant) -> Option<i64> {
+        let to = crate::offsets::stalled(self.next_offset, &mut self.step_back, high)?;
+        self.last_stall_seek = Some(now);
+        Some(to)
     }
 
     /// Records the next event (`sale` is its decoding, the error the dead-letter reason;
@@ -541,27 +560,7 @@ fn cut(b: &[u8], max: usize) -> &[u8] {
     &b[..b.len().min(max)]
 }
 
-/// Decodes and validates one message (its time at most `latest`); the error is the
-/// dead-letter reason.
-#[inline]
-pub fn decode_sale(
-    registry: &Registry,
-    payload: &[u8],
-    latest: i64,
-) -> Result<ProductSale, String> {
-    let (id, body) = avro::unframe(payload).map_err(|e| e.to_string())?;
-    match registry.kind(id) {
-        Some(SchemaKind::ProductSale) => {}
-        Some(other) => return Err(format!("schema id {id} is {}, not a sale", other.file())),
-        None => return Err(format!("unknown schema id {id}")),
-    }
-    let mut r = Reader::new(body);
-    let s = ProductSale::decode(&mut r).map_err(|e| e.to_string())?;
-    r.finish().map_err(|e| e.to_string())?;
-    validate::sale(&s.as_row()).map_err(|e| e.to_string())?;
-    validate::event_time(s.transaction_date_micros, latest).map_err(|e| e.to_string())?;
-    Ok(s)
-}
+pub use formats::sale::decode_sale;
 
 #[cfg(test)]
 pub(super) mod tests;

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::business::{self, LabelTable, TopList};
 use super::outputs;
 use super::partition::{Checkpoint, Intent, OutMsg, Partition, Settings};
@@ -176,8 +178,11 @@ impl Partition {
             batches.extend(business::label_files(kind, specs, &stores.rows(ix), p)?);
         }
         batches.extend(business::top_files(&tops)?);
+        // One file per folder, encoded on every core (each file's bytes depend on its rows
+        // alone; the order stays the folders').
+        let batches: Vec<_> = batches.into_iter().collect();
         let files = batches
-            .into_iter()
+            .into_par_iter()
             .map(|(dir, b)| Ok((format!("{dir}/{name}"), lake::parquet_bytes(&[b])?)))
             .collect::<Result<Vec<_>>>()?;
 
@@ -185,6 +190,9 @@ impl Partition {
         let mut messages = Vec::with_capacity(stores.closed.len() + self.out.len());
         for c in &windows {
             let spec = &specs[c.spec];
+            if !spec.groups.kafka {
+                continue;
+            }
             messages.push(OutMsg {
                 topic: t.windowed_product_sales.clone(),
                 key: c.product_id().to_string().into_bytes(),

@@ -33,9 +33,7 @@ impl Totals {
     /// Adds one sale.
     pub fn record(&mut self, product: i64, quantity: i64, revenue_cents: i64, ts: i64) {
         let t = self.by_product.entry(product).or_default();
-        t.agg.quantity += quantity;
-        t.agg.revenue_cents += revenue_cents;
-        t.agg.orders += 1;
+        t.agg.add(quantity, revenue_cents);
         t.last_event = t.last_event.max(ts);
     }
 

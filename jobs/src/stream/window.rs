@@ -81,6 +81,19 @@ pub struct Agg {
     pub orders: i64,
 }
 
+impl Agg {
+    /// Adds one sale. The sums saturate instead of wrapping (or panicking in a debug build):
+    /// a sale's revenue is checked to fit 64-bit cents, but two valid ones of ~5e18 cents in
+    /// one window would overflow their sum, and a panic here would stop the stream at the
+    /// same message after every restart.
+    #[inline]
+    pub fn add(&mut self, quantity: i64, revenue_cents: i64) {
+        self.quantity = self.quantity.saturating_add(quantity);
+        self.revenue_cents = self.revenue_cents.saturating_add(revenue_cents);
+        self.orders = self.orders.saturating_add(1);
+    }
+}
+
 /// What one aggregate of a window is grouped by. Labels (segment, country, card type) are
 /// interned per partition; [`ClosedWindow::label`] carries the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -290,10 +303,7 @@ impl Windows {
                     }
                 };
                 for k in &keys[..n] {
-                    let agg = m.entry(*k).or_default();
-                    agg.quantity += qty;
-                    agg.revenue_cents += revenue;
-                    agg.orders += 1;
+                    m.entry(*k).or_default().add(qty, revenue);
                 }
             }
         }
@@ -506,6 +516,22 @@ mod tests {
     }
 
     #[test]
+    fn two_valid_sales_whose_revenue_sum_overflows_saturate_instead_of_panicking() {
+        // Each passes validation (quantity * price fits 64-bit cents); their sum does not.
+        let (qty, cents) = (9_000_000, 999_999_999_999);
+        let s = sale(1, 7, "Dell XPS", qty, cents, T0);
+        assert!(crate::validate::sale(&s.as_row()).is_ok());
+        let mut w = Windows::new(specs(&["1h"]), 0);
+        w.record(&s, None);
+        w.record(&sale(2, 7, "Dell XPS", qty, cents, T0 + M), None);
+        let mut out = vec![];
+        w.flush_all(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].agg.revenue_cents, i64::MAX);
+        assert_eq!((out[0].agg.quantity, out[0].agg.orders), (18_000_000, 2));
+    }
+
+    #[test]
     fn the_seed_example_aggregates_exactly() {
         let mut w = Windows::new(specs(&["1h"]), 0);
         w.record(
@@ -652,6 +678,7 @@ mod tests {
         let mut spec = WindowSpec::parse("1h").unwrap();
         spec.groups = Groups {
             sales_windows: true,
+            kafka: true,
             top: false,
             segments: true,
             dashboard: true,

@@ -222,7 +222,24 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
     // skipped part of a record batch: Tansu 0.6.0 answers a fetch from inside a batch with the
     // next one), and committing past it would lose changes for good.
     let mut cursors: HashMap<(String, i32), Cursor> = HashMap::new();
+    // When each partition last delivered its next offset (see `unstick`).
+    let mut progress: HashMap<(String, i32), Instant> = HashMap::new();
+    let mut last_watch = Instant::now();
     while !shutdown.is_raised() {
+        // Between batches (also while other partitions keep the batches coming).
+        if last_watch.elapsed() >= STALL_CHECK {
+            last_watch = Instant::now();
+            if rebalanced.swap(false, Ordering::AcqRel) {
+                cursors.clear();
+                progress.clear();
+            }
+            let w = Watch {
+                consumer: &consumer,
+                kafka: &cfg.kafka,
+                shutdown: &shutdown,
+            };
+            w.unstick(&mut cursors, &mut progress).await?;
+        }
         // A batch: what arrives within 200 ms of the first message, up to `sync.batch`.
         let mut changes: Vec<Change> = Vec::new();
         let dead_before = stats.dead_lettered;
@@ -243,6 +260,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
             };
             if rebalanced.swap(false, Ordering::AcqRel) {
                 cursors.clear();
+                progress.clear();
             }
             let tp = (m.topic().to_string(), m.partition());
             let cursor = match cursors.entry(tp.clone()) {
@@ -258,11 +276,13 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
                     if let Err(e) =
                         consumer.seek(&tp.0, tp.1, Offset::Offset(to), Duration::from_secs(5))
                     {
-                        tracing::warn!(message = "Seek back failed; will retry.", topic = %tp.0, partition = tp.1, error = %e);
+                        tracing::warn!(message = "Seek back failed; the stall check seeks again.", topic = %tp.0, partition = tp.1, error = %e);
                     }
                     continue;
                 }
-                Position::Next => {}
+                Position::Next => {
+                    progress.insert(tp.clone(), Instant::now());
+                }
             }
             deadline
                 .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(200));
@@ -297,7 +317,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
         if next.is_empty() {
             if opts.until_idle
                 && idle_since.elapsed() >= Duration::from_secs(1)
-                && caught_up(&consumer)
+                && caught_up(&consumer, &cursors)
             {
                 break;
             }
@@ -417,24 +437,27 @@ async fn committed_offset(
     }
 }
 
-/// Every assigned partition read to its end.
-fn caught_up(consumer: &StreamConsumer<SyncContext>) -> bool {
+/// Every assigned partition applied to its end: the cursor (what was taken, not librdkafka's
+/// fetch position, which moves past skipped and gap messages) or, for a partition that has
+/// delivered nothing since the assignment, the group's commit, at the high watermark.
+fn caught_up(
+    consumer: &StreamConsumer<SyncContext>,
+    cursors: &HashMap<(String, i32), Cursor>,
+) -> bool {
     let Ok(assigned) = consumer.assignment() else {
         return false;
     };
     if assigned.count() == 0 {
         return false;
     }
-    let (Ok(positions), Ok(committed)) = (
-        consumer.position(),
-        consumer.committed(Duration::from_secs(5)),
-    ) else {
+    let Ok(committed) = consumer.committed(Duration::from_secs(5)) else {
         return false;
     };
-    positions.elements().iter().all(|e| {
-        let at = match e.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => committed
+    assigned.elements().iter().all(|e| {
+        let tp = (e.topic().to_string(), e.partition());
+        let at = match cursors.get(&tp).and_then(Cursor::next) {
+            Some(o) => Some(o),
+            None => committed
                 .find_partition(e.topic(), e.partition())
                 .and_then(|c| match c.offset() {
                     Offset::Offset(o) => Some(o),
@@ -448,4 +471,61 @@ fn caught_up(consumer: &StreamConsumer<SyncContext>) -> bool {
         };
         at.map_or(low >= high, |o| o >= high)
     })
+}
+
+/// How long a partition may deliver nothing, while the broker holds more of it, before
+/// [`Watch::unstick`] seeks back.
+const STALL_CHECK: Duration = Duration::from_secs(2);
+
+/// What the stall check needs of the run.
+struct Watch<'a> {
+    consumer: &'a StreamConsumer<SyncContext>,
+    kafka: &'a crate::config::KafkaConfig,
+    shutdown: &'a Shutdown,
+}
+
+impl Watch<'_> {
+    /// Seeks back every assigned partition that has delivered nothing for [`STALL_CHECK`]
+    /// although its high watermark is past the offset expected next: a restart whose commit
+    /// fell inside the last record batch (Tansu 0.6.0 answers that fetch with nothing, so no
+    /// later message shows the gap), or a gap whose seek back failed.
+    async fn unstick(
+        &self,
+        cursors: &mut HashMap<(String, i32), Cursor>,
+        progress: &mut HashMap<(String, i32), Instant>,
+    ) -> Result<()> {
+        let Ok(assigned) = self.consumer.assignment() else {
+            return Ok(());
+        };
+        for e in assigned.elements() {
+            let tp = (e.topic().to_string(), e.partition());
+            let quiet = *progress.entry(tp.clone()).or_insert_with(Instant::now);
+            if quiet.elapsed() < STALL_CHECK {
+                continue;
+            }
+            let Ok((_, high)) = tokio::task::block_in_place(|| {
+                self.consumer
+                    .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(5))
+            }) else {
+                continue;
+            };
+            let cursor = match cursors.entry(tp.clone()) {
+                Entry::Occupied(c) => c.into_mut(),
+                Entry::Vacant(v) => v.insert(Cursor::at(
+                    committed_offset(self.consumer, self.kafka, &tp, self.shutdown).await?,
+                )),
+            };
+            if let Some(to) = cursor.stalled(high) {
+                tracing::info!(message = "No progress below the high watermark; stepping back.", topic = %tp.0, partition = tp.1, expected = ?cursor.next(), high, seek_to = to);
+                if let Err(e) =
+                    self.consumer
+                        .seek(&tp.0, tp.1, Offset::Offset(to), Duration::from_secs(5))
+                {
+                    tracing::debug!(message = "Seek failed; the next stall check seeks again.", topic = %tp.0, partition = tp.1, error = %e);
+                }
+                progress.insert(tp, Instant::now());
+            }
+        }
+        Ok(())
+    }
 }

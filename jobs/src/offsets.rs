@@ -40,37 +40,37 @@ pub fn position(next: Option<i64>, step_back: &mut i64, offset: i64) -> Position
     }
 }
 
-/// Where to seek when a partition expecting `next` has delivered nothing for a while although
-/// the broker's high watermark `high` is past it; `None` when it is not (or nothing is
-/// expected yet). A position inside the *last* record batch is answered with nothing by Tansu
-/// 0.6.0, so no later offset ever shows the gap: step back as for one, further each time.
-pub fn stalled(next: Option<i64>, step_back: &mut i64, high: i64) -> Option<i64> {
-    let n = next?;
-    if n >= high {
-        return None;
-    }
-    *step_back = (*step_back * 4).clamp(1, MAX_STEP_BACK);
-    Some((n - *step_back).max(0))
-}
-
 /// The expected next offset of one partition and its gap state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cursor {
     next: Option<i64>,
     step_back: i64,
+    /// A message has come since the cursor was set or last seeked: the fetch position is known
+    /// to deliver. See [`Cursor::probe`].
+    confirmed: bool,
 }
 
 impl Cursor {
     /// A cursor expecting `next` (`None`: the first offset that comes).
     pub fn at(next: Option<i64>) -> Cursor {
-        Cursor { next, step_back: 0 }
+        Cursor {
+            next,
+            step_back: 0,
+            confirmed: false,
+        }
     }
 
     /// Where `offset` stands; a `Next` offset moves the cursor past it.
     pub fn take(&mut self, offset: i64) -> Position {
         let p = position(self.next, &mut self.step_back, offset);
-        if p == Position::Next {
-            self.next = Some(offset + 1);
+        match p {
+            Position::Next => {
+                self.next = Some(offset + 1);
+                self.confirmed = true;
+            }
+            Position::Covered => self.confirmed = true,
+            // A seek back follows: confirmed again once something comes after it.
+            Position::Gap { .. } => self.confirmed = false,
         }
         p
     }
@@ -80,9 +80,25 @@ impl Cursor {
         self.next
     }
 
-    /// Where to seek when the partition has delivered nothing for a while (see [`stalled`]).
-    pub fn stalled(&mut self, high: i64) -> Option<i64> {
-        stalled(self.next, &mut self.step_back, high)
+    /// Nothing is left to probe: a message came since the cursor was set, or there is nothing
+    /// before it to step back to.
+    pub fn settled(&self) -> bool {
+        self.confirmed || self.next.is_none_or(|n| n == 0)
+    }
+
+    /// Where to seek when nothing has come for a while since the cursor was set (from a
+    /// commit) or last seeked; `None` once anything came. Tansu 0.6.0 answers a fetch that
+    /// starts inside the *last* record batch with nothing, and its high watermark is the last
+    /// batch's base offset + 1, so neither a later message nor the watermark shows that more
+    /// is there: step back, further each time, until the batch comes (its offsets below the
+    /// cursor are skipped as covered).
+    pub fn probe(&mut self) -> Option<i64> {
+        if self.settled() {
+            return None;
+        }
+        let n = self.next?;
+        self.step_back = (self.step_back * 4).clamp(1, MAX_STEP_BACK);
+        Some((n - self.step_back).max(0))
     }
 }
 
@@ -91,17 +107,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_stall_below_the_high_watermark_steps_back_until_the_next_offset_comes() {
+    fn an_unconfirmed_cursor_probes_further_back_until_something_comes() {
         let mut c = Cursor::at(Some(150));
-        assert_eq!(c.stalled(150), None, "at the end: nothing to fetch");
-        assert_eq!(c.stalled(300), Some(149));
-        assert_eq!(c.stalled(300), Some(146));
-        assert_eq!(c.stalled(300), Some(134));
-        // The batch from 100 on comes: skip to 150, take it, and the steps start over.
+        assert_eq!(c.probe(), Some(149));
+        assert_eq!(c.probe(), Some(146));
+        assert_eq!(c.probe(), Some(134));
+        // The batch from 100 on comes: covered up to 149, then 150 is next; confirmed.
         assert_eq!(c.take(100), Position::Covered);
+        assert_eq!(c.probe(), None);
         assert_eq!(c.take(150), Position::Next);
-        assert_eq!(c.stalled(300), Some(150));
-        assert_eq!(Cursor::at(None).stalled(300), None);
+        assert_eq!(c.probe(), None);
+        // A gap makes it unconfirmed until the seek back delivers.
+        assert_eq!(c.take(160), Position::Gap { to: 150 });
+        assert_eq!(c.probe(), Some(147));
+        assert_eq!(c.take(151), Position::Next);
+        assert_eq!(c.probe(), None);
+        assert!(c.settled());
+        assert_eq!(Cursor::at(None).probe(), None);
+        assert_eq!(Cursor::at(Some(0)).probe(), None);
+        assert!(Cursor::at(Some(0)).settled() && !Cursor::at(Some(5)).settled());
     }
 
     #[test]

@@ -191,8 +191,6 @@ pub struct Partition {
     buffered_bytes: usize,
     span_started: Instant,
     last_event: Instant,
-    /// When [`Partition::stalled`] last answered a seek.
-    last_stall_seek: Option<Instant>,
     last_totals: Instant,
     /// The consumer reported the end of the partition and nothing came since.
     pub at_end: bool,
@@ -258,7 +256,6 @@ impl Partition {
             buffered_bytes: 0,
             span_started: now,
             last_event: now,
-            last_stall_seek: None,
             last_totals: now,
             at_end: false,
             dirty: false,
@@ -292,23 +289,6 @@ impl Partition {
     #[inline]
     pub fn position(&mut self, offset: i64) -> Position {
         crate::offsets::position(self.next_offset, &mut self.step_back, offset)
-    }
-
-    /// Nothing came for `quiet`, nor was a stall seek made in that time: whether to ask the
-    /// broker for the high watermark that [`Partition::stalled`] compares with.
-    pub fn quiet(&self, quiet: Duration, now: Instant) -> bool {
-        let since = self
-            .last_stall_seek
-            .map_or(self.last_event, |t| t.max(self.last_event));
-        now.duration_since(since) >= quiet
-    }
-
-    /// Where to seek when this quiet partition's next offset is below the broker's high
-    /// watermark `high` (the rule of [`crate::offsets::stalled`]).
-    pub fn stalled(&mut self, high: i64, now: Instant) -> Option<i64> {
-        let to = crate::offsets::stalled(self.next_offset, &mut self.step_back, high)?;
-        self.last_stall_seek = Some(now);
-        Some(to)
     }
 
     /// Records the next event (`sale` is its decoding, the error the dead-letter reason;

@@ -56,9 +56,6 @@ struct Shell<'a> {
     /// `clock`.
     latest_event: i64,
     last_rebalance: Instant,
-    /// When the last flush ended: a flush stops consumption, so it makes partitions look
-    /// quiet that are not.
-    last_flush: Instant,
     session_timeout: Duration,
     membership: Membership,
 }
@@ -137,7 +134,6 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
         clock: Instant::now(),
         latest_event: latest_event(cfg),
         last_rebalance: Instant::now(),
-        last_flush: Instant::now(),
         session_timeout: consumer::session_timeout(cfg),
         membership,
     };
@@ -205,10 +201,6 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
     consumer.unsubscribe();
     Ok(total)
 }
-
-/// How long a partition may deliver nothing while the broker holds more of it before
-/// `Shell::unstick` seeks back.
-const STALL_QUIET: Duration = Duration::from_secs(3);
 
 /// The wall clock plus `stream.max_future`, in microseconds.
 fn latest_event(cfg: &Config) -> i64 {
@@ -380,40 +372,11 @@ impl Shell<'_> {
             if part.due(&self.settings, now) {
                 self.flush(p, consumer).await?;
             }
-            self.unstick(p, consumer, now);
         }
         let open: usize = self.parts.values().map(|p| p.open_keys()).sum();
         let m = &self.io.metrics.open_keys;
         m.store(open as i64, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Seeks partition `p` back when it has delivered nothing for [`STALL_QUIET`] although the
-    /// broker holds more of it: a position inside the last record batch, which Tansu 0.6.0
-    /// answers with nothing (no later message would show the gap), or a failed seek.
-    fn unstick(&mut self, p: i32, consumer: &StreamConsumer<StreamContext>, now: Instant) {
-        let Some(part) = self.parts.get_mut(&p) else {
-            return;
-        };
-        let settled = now.duration_since(self.last_rebalance.max(self.last_flush));
-        if part.at_end || settled < STALL_QUIET {
-            return;
-        }
-        if !part.quiet(STALL_QUIET, now) {
-            return;
-        }
-        let topic = &self.io.cfg.topics.product_sales;
-        let Ok((_, high)) = tokio::task::block_in_place(|| {
-            consumer.fetch_watermarks(topic, p, Duration::from_secs(5))
-        }) else {
-            return;
-        };
-        if let Some(to) = part.stalled(high, now) {
-            tracing::info!(message = "No progress below the high watermark; stepping back.", partition = p, expected = ?part.next_offset(), high, seek_to = to);
-            if let Err(e) = consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(5)) {
-                tracing::debug!(message = "Seek failed; the next check seeks again.", partition = p, error = %e);
-            }
-        }
     }
 
     /// Plans partition `p`'s flush, carries it out, and confirms it to the core.
@@ -426,7 +389,6 @@ impl Shell<'_> {
         let (seq, stats, next_offset) = (plan.seq, plan.stats, plan.checkpoint.next_offset);
         self.io.execute(plan, consumer).await?;
         part.flushed(seq, Instant::now());
-        self.last_flush = Instant::now();
         let m = &self.io.metrics;
         m.windows_out
             .fetch_add(stats.windows as u64, Ordering::Relaxed);

@@ -222,7 +222,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
     // skipped part of a record batch: Tansu 0.6.0 answers a fetch from inside a batch with the
     // next one), and committing past it would lose changes for good.
     let mut cursors: HashMap<(String, i32), Cursor> = HashMap::new();
-    // When each partition last delivered its next offset (see `unstick`).
+    // When each partition last delivered a message (see `Watch::unstick`).
     let mut progress: HashMap<(String, i32), Instant> = HashMap::new();
     let mut last_watch = Instant::now();
     while !shutdown.is_raised() {
@@ -263,6 +263,9 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
                 progress.clear();
             }
             let tp = (m.topic().to_string(), m.partition());
+            // Any message is progress of the fetcher, a covered one too: after a step back,
+            // re-reading what is covered must not look like a stall.
+            progress.insert(tp.clone(), Instant::now());
             let cursor = match cursors.entry(tp.clone()) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(Cursor::at(
@@ -280,9 +283,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
                     }
                     continue;
                 }
-                Position::Next => {
-                    progress.insert(tp.clone(), Instant::now());
-                }
+                Position::Next => {}
             }
             deadline
                 .get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(200));
@@ -437,9 +438,9 @@ async fn committed_offset(
     }
 }
 
-/// Every assigned partition applied to its end: the cursor (what was taken, not librdkafka's
-/// fetch position, which moves past skipped and gap messages) or, for a partition that has
-/// delivered nothing since the assignment, the group's commit, at the high watermark.
+/// Every assigned partition applied to its end: its cursor (what was taken, not librdkafka's
+/// fetch position, which moves past skipped and gap messages) settled and at the high
+/// watermark.
 fn caught_up(
     consumer: &StreamConsumer<SyncContext>,
     cursors: &HashMap<(String, i32), Cursor>,
@@ -455,6 +456,11 @@ fn caught_up(
     };
     assigned.elements().iter().all(|e| {
         let tp = (e.topic().to_string(), e.partition());
+        // Tansu's high watermark is its last batch's base offset + 1: a commit inside that
+        // batch looks caught up until a probe (`Watch::unstick`) has shown what is after it.
+        if cursors.get(&tp).is_none_or(|c| !c.settled()) {
+            return false;
+        }
         let at = match cursors.get(&tp).and_then(Cursor::next) {
             Some(o) => Some(o),
             None => committed
@@ -485,10 +491,10 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    /// Seeks back every assigned partition that has delivered nothing for [`STALL_CHECK`]
-    /// although its high watermark is past the offset expected next: a restart whose commit
-    /// fell inside the last record batch (Tansu 0.6.0 answers that fetch with nothing, so no
-    /// later message shows the gap), or a gap whose seek back failed.
+    /// Seeks back every assigned partition that has delivered no message for
+    /// [`STALL_CHECK`] since its cursor was set from the group's commit (or since its last
+    /// seek): a restart whose commit fell inside the last record batch, which Tansu 0.6.0
+    /// answers with nothing (see [`Cursor::probe`]), or a gap whose seek back failed.
     async fn unstick(
         &self,
         cursors: &mut HashMap<(String, i32), Cursor>,
@@ -503,25 +509,19 @@ impl Watch<'_> {
             if quiet.elapsed() < STALL_CHECK {
                 continue;
             }
-            let Ok((_, high)) = tokio::task::block_in_place(|| {
-                self.consumer
-                    .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(5))
-            }) else {
-                continue;
-            };
             let cursor = match cursors.entry(tp.clone()) {
                 Entry::Occupied(c) => c.into_mut(),
                 Entry::Vacant(v) => v.insert(Cursor::at(
                     committed_offset(self.consumer, self.kafka, &tp, self.shutdown).await?,
                 )),
             };
-            if let Some(to) = cursor.stalled(high) {
-                tracing::info!(message = "No progress below the high watermark; stepping back.", topic = %tp.0, partition = tp.1, expected = ?cursor.next(), high, seek_to = to);
+            if let Some(to) = cursor.probe() {
+                tracing::info!(message = "Nothing came from the committed offset; stepping back.", topic = %tp.0, partition = tp.1, expected = ?cursor.next(), seek_to = to);
                 if let Err(e) =
                     self.consumer
                         .seek(&tp.0, tp.1, Offset::Offset(to), Duration::from_secs(5))
                 {
-                    tracing::debug!(message = "Seek failed; the next stall check seeks again.", topic = %tp.0, partition = tp.1, error = %e);
+                    tracing::debug!(message = "Seek failed; the next check seeks again.", topic = %tp.0, partition = tp.1, error = %e);
                 }
                 progress.insert(tp, Instant::now());
             }

@@ -48,6 +48,8 @@ pub struct Cursor {
     /// A message has come since the cursor was set or last seeked: the fetch position is known
     /// to deliver. See [`Cursor::probe`].
     confirmed: bool,
+    /// A probe from offset 0 brought nothing.
+    exhausted: bool,
 }
 
 impl Cursor {
@@ -57,6 +59,7 @@ impl Cursor {
             next,
             step_back: 0,
             confirmed: false,
+            exhausted: false,
         }
     }
 
@@ -68,9 +71,14 @@ impl Cursor {
                 self.next = Some(offset + 1);
                 self.confirmed = true;
             }
-            Position::Covered => self.confirmed = true,
+            // Only the fetcher reaching the cursor confirms it: an earlier batch's messages
+            // say nothing of whether the one holding the cursor will come.
+            Position::Covered => self.confirmed |= self.next == Some(offset + 1),
             // A seek back follows: confirmed again once something comes after it.
-            Position::Gap { .. } => self.confirmed = false,
+            Position::Gap { .. } => {
+                self.confirmed = false;
+                self.exhausted = false;
+            }
         }
         p
     }
@@ -81,9 +89,9 @@ impl Cursor {
     }
 
     /// Nothing is left to probe: a message came since the cursor was set, or there is nothing
-    /// before it to step back to.
+    /// (more) before it to step back to.
     pub fn settled(&self) -> bool {
-        self.confirmed || self.next.is_none_or(|n| n == 0)
+        self.confirmed || self.exhausted || self.next.is_none_or(|n| n == 0)
     }
 
     /// Where to seek when nothing has come for a while since the cursor was set (from a
@@ -97,6 +105,12 @@ impl Cursor {
             return None;
         }
         let n = self.next?;
+        if self.step_back >= n {
+            // The last probe stepped back to offset 0 and nothing came since: the broker has
+            // nothing before the cursor either (an emptied partition).
+            self.exhausted = true;
+            return None;
+        }
         self.step_back = (self.step_back * 4).clamp(1, MAX_STEP_BACK);
         Some((n - self.step_back).max(0))
     }
@@ -112,8 +126,10 @@ mod tests {
         assert_eq!(c.probe(), Some(149));
         assert_eq!(c.probe(), Some(146));
         assert_eq!(c.probe(), Some(134));
-        // The batch from 100 on comes: covered up to 149, then 150 is next; confirmed.
+        // The batch from 100 on comes: covered up to 149 (which confirms), then 150 is next.
         assert_eq!(c.take(100), Position::Covered);
+        assert!(!c.settled(), "an earlier offset does not confirm");
+        assert_eq!(c.take(149), Position::Covered);
         assert_eq!(c.probe(), None);
         assert_eq!(c.take(150), Position::Next);
         assert_eq!(c.probe(), None);
@@ -126,6 +142,14 @@ mod tests {
         assert_eq!(Cursor::at(None).probe(), None);
         assert_eq!(Cursor::at(Some(0)).probe(), None);
         assert!(Cursor::at(Some(0)).settled() && !Cursor::at(Some(5)).settled());
+        // An emptied partition: the probe reaches offset 0 once, then gives up.
+        let mut e = Cursor::at(Some(5));
+        assert_eq!(
+            (e.probe(), e.probe(), e.probe()),
+            (Some(4), Some(1), Some(0))
+        );
+        assert_eq!(e.probe(), None);
+        assert!(e.settled());
     }
 
     #[test]

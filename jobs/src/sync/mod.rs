@@ -458,9 +458,7 @@ fn caught_up(
         let tp = (e.topic().to_string(), e.partition());
         // Tansu's high watermark is its last batch's base offset + 1: a commit inside that
         // batch looks caught up until a probe (`Watch::unstick`) has shown what is after it.
-        if cursors.get(&tp).is_none_or(|c| !c.settled()) {
-            return false;
-        }
+        let settled = cursors.get(&tp).is_some_and(Cursor::settled);
         let at = match cursors.get(&tp).and_then(Cursor::next) {
             Some(o) => Some(o),
             None => committed
@@ -475,7 +473,8 @@ fn caught_up(
         else {
             return false;
         };
-        at.map_or(low >= high, |o| o >= high)
+        // An empty partition (retention removed everything) has nothing to probe for.
+        (settled || low >= high) && at.map_or(low >= high, |o| o >= high)
     })
 }
 

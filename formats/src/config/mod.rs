@@ -578,8 +578,27 @@ pub fn redact(url: &str) -> String {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        Err(_) => redact_text(url),
     }
+}
+
+/// The rule for a URL the parser refuses (several hosts: `mongodb://u:pw@h1,h2/db`): what lies
+/// between `scheme://user:` and the last `@` before the query. A path holding an `@` is
+/// over-redacted, never under.
+fn redact_text(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let before_query = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+    let Some(at) = before_query.rfind('@') else {
+        return url.to_string();
+    };
+    let Some(colon) = before_query[..at].find(':') else {
+        return url.to_string();
+    };
+    format!("{}{}:***{}", &url[..start], &rest[..colon], &rest[at..])
 }
 
 /// Every error of the chain on one line: a TOML parse error renders the offending source
@@ -673,6 +692,12 @@ mod tests {
             "mysql://root:***@db:3306/shop"
         );
         assert_eq!(redact("sqlite://jobs.db"), "sqlite://jobs.db");
+        // A URL the parser refuses keeps no password either.
+        assert_eq!(
+            redact("mongodb://u:p/w@d@h1:27017,h2:27017/db?replicaSet=rs"),
+            "mongodb://u:***@h1:27017,h2:27017/db?replicaSet=rs"
+        );
+        assert_eq!(redact("not a url"), "not a url");
     }
 
     #[test]

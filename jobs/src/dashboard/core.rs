@@ -387,17 +387,20 @@ impl Index {
             .collect();
         for (r, open) in self.product_rows(live, q, (from, to)) {
             let s = &mut slots[((r.start - from) / HOUR) as usize];
-            s.units += r.quantity;
-            s.revenue_cents += r.revenue_cents;
-            s.orders += r.orders;
+            // Saturating, as the stream's own sums (`stream::window::Agg::add`).
+            s.units = s.units.saturating_add(r.quantity);
+            s.revenue_cents = s.revenue_cents.saturating_add(r.revenue_cents);
+            s.orders = s.orders.saturating_add(r.orders);
             s.open |= open;
         }
         Hourly {
             from: rfc3339_micros(from),
             to: rfc3339_micros(to),
-            units: slots.iter().map(|s| s.units).sum(),
-            revenue_cents: slots.iter().map(|s| s.revenue_cents).sum(),
-            orders: slots.iter().map(|s| s.orders).sum(),
+            units: slots.iter().fold(0, |a, s| a.saturating_add(s.units)),
+            revenue_cents: slots
+                .iter()
+                .fold(0, |a, s| a.saturating_add(s.revenue_cents)),
+            orders: slots.iter().fold(0, |a, s| a.saturating_add(s.orders)),
             hours: slots,
         }
     }
@@ -409,9 +412,9 @@ impl Index {
         let mut sums: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
         for (r, _) in self.product_rows(live, q, range) {
             let s = sums.entry(r.product).or_default();
-            s.0 += r.quantity;
-            s.1 += r.revenue_cents;
-            s.2 += r.orders;
+            s.0 = s.0.saturating_add(r.quantity);
+            s.1 = s.1.saturating_add(r.revenue_cents);
+            s.2 = s.2.saturating_add(r.orders);
         }
         let mut all: Vec<Ranked> = sums
             .into_iter()
@@ -491,8 +494,8 @@ impl Index {
             .map(|r| (r, true));
         for (r, is_open) in closed.chain(open).filter(|(r, _)| r.product == product) {
             let d = days.entry(r.start).or_default();
-            d.0 += r.quantity;
-            d.1 += r.revenue_cents;
+            d.0 = d.0.saturating_add(r.quantity);
+            d.1 = d.1.saturating_add(r.revenue_cents);
             d.2 |= is_open;
         }
         days

@@ -83,11 +83,122 @@ fn a_stream_restarted_after_kill_9_owns_its_partitions_within_seconds() {
     assert_eq!(ours["sales_raw"]["rows"], 40000);
 }
 
+/// `jobs stream` killed with its checkpoint inside the broker's last record batch (all sales
+/// in one batch of a one-partition topic), then `--until-idle`: Tansu 0.6.0 reports the end
+/// of the partition at once and answers a fetch from inside that batch with nothing, so the
+/// restarted stream must step back until the batch comes, skip what its checkpoint covers,
+/// and count the rest. The lake equals a crash-free run's, row for row.
+#[test]
+fn a_stream_restarted_inside_the_last_record_batch_steps_back_and_counts_the_tail() {
+    let env = Env::new(Backend::Sqlite);
+    env.jobs(&["init"]);
+    env.jobs(&[
+        "generate",
+        "--days",
+        "2",
+        "--orders",
+        "6000",
+        "--customers",
+        "300",
+        "--until",
+        "2026-11-20T00:00:00Z",
+        "--seed",
+        "23",
+    ]);
+    env.jobs(&["ingest", "--once"]);
+    let one = env.topic("one_batch");
+    let copy = common::python(&[
+        "tests/py/cdc_check.py",
+        "batch",
+        "--topic",
+        &env.topic("product_sales"),
+        "--to",
+        &one,
+        "--group",
+        &format!("{}-copy", env.id),
+        "--tail",
+        "0",
+    ]);
+    assert_eq!(copy["copied"], 6000, "{copy}");
+    let sales = (
+        format!("product_sales = \"{}\"", env.topic("product_sales")),
+        format!("product_sales = \"{one}\""),
+    );
+    let cfg = env.config_with(
+        "one.toml",
+        &[
+            (&sales.0, &sales.1),
+            (
+                "roll_interval = \"1s\"",
+                "roll_interval = \"1s\"\nroll_bytes = 20000",
+            ),
+        ],
+    );
+    let clean = env.config_with(
+        "one-clean.toml",
+        &[
+            (&sales.0, &sales.1),
+            (
+                &format!("group_id = \"{}-stream\"", env.id),
+                &format!("group_id = \"{}-clean\"", env.id),
+            ),
+            (
+                &format!("lake = \"{}\"", env.lake()),
+                &format!("lake = \"{}-clean\"", env.lake()),
+            ),
+        ],
+    );
+    let out = env.jobs_with(&clean, &["stream", "--until-idle"]);
+    let clean_out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(clean_out.contains("consumed 6000 events"), "{clean_out}");
+
+    // Killed after its fifth checkpoint: the checkpoint is well inside the one batch.
+    let child = env
+        .cmd_with(&cfg, &["stream"])
+        .env("JOBS_LOG", "jobs=debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (seen, log) = common::kill_after(
+        child,
+        "Flushed and checkpointed.",
+        5,
+        Duration::from_secs(120),
+    );
+    assert_eq!(seen, 5, "{log}");
+    let out = env
+        .cmd_with(&cfg, &["stream", "--until-idle"])
+        .env("JOBS_LOG", "info")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let steps = stderr
+        .matches("End of partition reported before the checkpoint's offset was reached")
+        .count();
+    println!("restarted inside the last record batch: {steps} steps back; {stdout}");
+    assert!(steps >= 1, "no step back: {stderr}");
+    assert!(!stdout.contains("consumed 0 events"), "{stdout}");
+    let digest = |lake: &str| common::python(&["tests/py/compact_check.py", "digest", lake]);
+    let ours = digest(&env.lake());
+    let theirs = digest(&format!("{}-clean", env.lake()));
+    for t in ["sales_windows", "sales_raw"] {
+        for k in ["rows", "digest"] {
+            assert_eq!(ours[t][k], theirs[t][k], "{t} {k}");
+        }
+    }
+    assert_eq!(ours["sales_raw"]["rows"], 6000);
+}
+
 /// `jobs forecast` and `jobs recommend` with the broker unreachable: exit code 1, one line that
 /// names the cause; the run date's earlier outputs and manifest are left byte for byte; once
 /// the broker is back, a rerun publishes the date again.
 #[test]
-fn batch_jobs_with_the_broker_down_publish_nothing_and_rerun_cleanly() {
+fn batch_jobs_with_the_broker_or_registry_down_publish_nothing_and_rerun_cleanly() {
     let env = Env::with_shop_then(Backend::Sqlite, (20, 3000, 120, 4), "[]", None);
     let down = env.config_with(
         "down.toml",
@@ -96,6 +207,13 @@ fn batch_jobs_with_the_broker_down_publish_nothing_and_rerun_cleanly() {
             "brokers = \"127.0.0.1:9\"",
         )],
     );
+    let no_registry = env.dir.join("no-registry.toml");
+    std::fs::write(
+        &no_registry,
+        std::fs::read_to_string(&env.config).unwrap()
+            + "\n[schema_registry]\nurl = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
     let lake = std::path::PathBuf::from(env.lake());
     let snapshot = |dir: &str| -> Vec<(String, Vec<u8>)> {
         let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(lake.join(dir))
@@ -137,12 +255,55 @@ fn batch_jobs_with_the_broker_down_publish_nothing_and_rerun_cleanly() {
             "{job} with the broker down: exit 1 after {:.1} s",
             took.as_secs_f64()
         );
+        // The schema registry unreachable: the same, naming it.
+        let out = env.cmd_with(&no_registry, &args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{job}: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(lines.len(), 1, "{job}: {err}");
+        assert!(
+            lines[0].contains("schema registry unreachable: POST http://127.0.0.1:9/"),
+            "{job}: {err}"
+        );
+        assert!(
+            snapshot(&dir) == before,
+            "{job}: touched without a registry"
+        );
         let out = env.jobs(&args);
         assert!(out.status.success(), "{job} rerun: {out:?}");
         assert!(
             snapshot(&dir)
                 .iter()
                 .any(|(p, _)| p.ends_with("manifest.json"))
+        );
+    }
+    // The long-running jobs wait for the registry: one line when it fails (not one per retry),
+    // and SIGTERM while it is down stops them with exit 1 and the cause.
+    for job in ["stream", "ingest"] {
+        let child = env
+            .cmd_with(&no_registry, &[job])
+            .env("JOBS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{job}: {err}");
+        let waits = err
+            .lines()
+            .filter(|l| l.contains("Dependency failed") && l.contains("schema registry"))
+            .count();
+        assert_eq!(waits, 1, "{job}: {err}");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("error:") && l.contains("schema registry unreachable")),
+            "{job}: {err}"
+        );
+        println!(
+            "{job} with the schema registry unreachable: waited 6 s with one line, SIGTERM: exit 1"
         );
     }
 }

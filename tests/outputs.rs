@@ -380,7 +380,10 @@ fn low_stock_alerts_fire_once_and_recover(backend: Backend) {
         "{stderr}"
     );
     assert!(stderr.contains("2: stock_level is NULL"), "{stderr}");
-    assert!(stderr.contains("Cannot read customer_data"), "{stderr}");
+    assert!(
+        stderr.contains("Cannot read the reference tables") && stderr.contains("customer_data in"),
+        "{stderr}"
+    );
     let segments = outputs(
         &env,
         &env.lake(),

@@ -42,6 +42,10 @@ pub enum Error {
     #[error("schema registry: {0}")]
     Registry(String),
 
+    /// The HTTP schema registry could not be reached or answered 5xx / 429: waiting may cure it.
+    #[error("schema registry unreachable: {0}")]
+    RegistryUnreachable(String),
+
     /// A message could not be decoded as Avro in the Confluent wire format.
     #[error("avro: {0}")]
     Avro(String),
@@ -165,6 +169,7 @@ impl Error {
             | Error::Binlog { .. }
             | Error::Sink { .. }
             | Error::Registry(_)
+            | Error::RegistryUnreachable(_)
             | Error::Avro(_)
             | Error::Redis { .. }
             | Error::Lake { .. }

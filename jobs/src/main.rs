@@ -438,7 +438,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             until_idle,
         } => {
             let registry =
-                jobs::io::registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
+                jobs::io::registry::for_config(&cfg.schema_registry, &cfg.topics, None).await?;
             let opts = jobs::export_json::RunOptions {
                 topic: topic.unwrap_or_else(|| cfg.topics.product_updates.clone()),
                 out_dir: out,

@@ -26,6 +26,8 @@ pub struct StreamMetrics {
     pub alerts_out: AtomicU64,
     pub sql_rows: AtomicU64,
     pub redis_commands: AtomicU64,
+    /// Offsets the broker's retention removed before they were consumed.
+    pub offsets_removed: AtomicU64,
     /// Problems in the reference tables (inventory, customer_data), by kind.
     pub reference_problems: Mutex<BTreeMap<&'static str, u64>>,
     /// Per partition: (lag in messages is not exact on every broker, so we export the
@@ -133,6 +135,11 @@ impl StreamMetrics {
             "jobs_stream_redis_commands_total",
             "Commands sent to Redis.",
             g(&self.redis_commands),
+        );
+        counter(
+            "jobs_stream_offsets_removed_total",
+            "Offsets of the sales topic removed by the broker's retention before the stream consumed them (lost upstream; each gap is logged as an error).",
+            g(&self.offsets_removed),
         );
         s.push_str("# HELP jobs_stream_reference_problems_total Bad or missing rows in inventory and customer_data, by kind.\n# TYPE jobs_stream_reference_problems_total counter\n");
         if let Ok(m) = self.reference_problems.lock() {

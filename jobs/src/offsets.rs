@@ -12,13 +12,20 @@ pub enum Position {
     /// Already covered (checkpointed or committed): skip it.
     Covered,
     /// Offsets are missing before it: seek back to `to` (further each time) and skip forward.
-    Gap { to: i64 },
+    /// `ask_start`: the gap outlasted several steps back (or reached offset 0), so the missing
+    /// offsets may be gone from the broker (retention ran while we were down, and a seek below
+    /// the log start is reset to it): ask the broker for its log start
+    /// ([`Cursor::skip_removed`]) before seeking again.
+    Gap { to: i64, ask_start: bool },
     /// The next offset: take it.
     Next,
 }
 
 /// The largest step back after repeated gaps.
 const MAX_STEP_BACK: i64 = 1 << 20;
+
+/// From this step back on (the fourth gap in a row), a gap asks for the broker's log start.
+const ASK_START_STEP: i64 = 64;
 
 /// Where `offset` stands when `next` is expected (`None`: anything is next). `step_back` is
 /// how far the previous gap seeked back; it grows fourfold while the gap stays open and is
@@ -29,8 +36,10 @@ pub fn position(next: Option<i64>, step_back: &mut i64, offset: i64) -> Position
         Some(n) if offset < n => Position::Covered,
         Some(n) if offset > n => {
             *step_back = (*step_back * 4).clamp(1, MAX_STEP_BACK);
+            let to = (n - *step_back).max(0);
             Position::Gap {
-                to: (n - *step_back).max(0),
+                to,
+                ask_start: to == 0 || *step_back >= ASK_START_STEP,
             }
         }
         _ => {
@@ -88,6 +97,18 @@ impl Cursor {
         self.next
     }
 
+    /// The broker's log start is `log_start`: offsets below it are gone for good. If the
+    /// cursor expected one of them, it moves to the log start and says how many offsets were
+    /// lost (to be reported, never silently skipped); otherwise `None` and nothing changes.
+    pub fn skip_removed(&mut self, log_start: i64) -> Option<i64> {
+        let n = self.next?;
+        if log_start <= n {
+            return None;
+        }
+        *self = Cursor::at(Some(log_start));
+        Some(log_start - n)
+    }
+
     /// Nothing is left to probe: a message came since the cursor was set, or there is nothing
     /// (more) before it to step back to.
     pub fn settled(&self) -> bool {
@@ -134,7 +155,13 @@ mod tests {
         assert_eq!(c.take(150), Position::Next);
         assert_eq!(c.probe(), None);
         // A gap makes it unconfirmed until the seek back delivers.
-        assert_eq!(c.take(160), Position::Gap { to: 150 });
+        assert_eq!(
+            c.take(160),
+            Position::Gap {
+                to: 150,
+                ask_start: false
+            }
+        );
         assert_eq!(c.probe(), Some(147));
         assert_eq!(c.take(151), Position::Next);
         assert_eq!(c.probe(), None);
@@ -157,20 +184,63 @@ mod tests {
         let mut c = Cursor::at(Some(100));
         assert_eq!(c.take(99), Position::Covered);
         // A broker that skipped the rest of a record batch: 100..=119 missing.
-        assert_eq!(c.take(120), Position::Gap { to: 99 });
-        assert_eq!(c.take(121), Position::Gap { to: 96 });
-        assert_eq!(c.take(122), Position::Gap { to: 84 });
+        assert_eq!(c.take(120), gap(99));
+        assert_eq!(c.take(121), gap(96));
+        assert_eq!(c.take(122), gap(84));
         // The seek back delivers what came before: covered, then the expected offset.
         assert_eq!(c.take(84), Position::Covered);
         assert_eq!(c.take(100), Position::Next);
         assert_eq!(c.next(), Some(101));
         assert_eq!(c.take(101), Position::Next);
         // The step was reset by the next offset.
-        assert_eq!(c.take(105), Position::Gap { to: 101 });
-        assert_eq!(Cursor::at(Some(3)).take(10), Position::Gap { to: 2 });
+        assert_eq!(c.take(105), gap(101));
+        assert_eq!(Cursor::at(Some(3)).take(10), gap(2));
         let mut far = Cursor::at(Some(2));
         far.take(10);
-        assert_eq!(far.take(10), Position::Gap { to: 0 });
+        assert_eq!(
+            far.take(10),
+            Position::Gap {
+                to: 0,
+                ask_start: true
+            }
+        );
+    }
+
+    fn gap(to: i64) -> Position {
+        Position::Gap {
+            to,
+            ask_start: false,
+        }
+    }
+
+    #[test]
+    fn a_gap_that_outlasts_the_steps_back_asks_for_the_log_start_and_skips_what_retention_removed()
+    {
+        // Checkpointed at 5,000,000; retention removed everything below 6,000,000 while the
+        // consumer was down, and a seek below the log start is reset to it.
+        let mut c = Cursor::at(Some(5_000_000));
+        let asks: Vec<bool> = (0..5)
+            .map(|_| match c.take(6_000_000) {
+                Position::Gap { ask_start, .. } => ask_start,
+                p => panic!("{p:?}"),
+            })
+            .collect();
+        assert_eq!(asks, [false, false, false, true, true]);
+        // A log start at or below the cursor changes nothing: a plain gap, seek again.
+        assert_eq!(c.skip_removed(5_000_000), None);
+        assert_eq!(c.next(), Some(5_000_000));
+        assert_eq!(c.skip_removed(6_000_000), Some(1_000_000));
+        assert_eq!(c.take(6_000_000), Position::Next);
+        assert_eq!(c.take(6_000_001), Position::Next);
+        assert_eq!(Cursor::at(None).skip_removed(9), None);
+        // A small cursor asks at once, its first step back reaching offset 0.
+        assert_eq!(
+            Cursor::at(Some(1)).take(40),
+            Position::Gap {
+                to: 0,
+                ask_start: true
+            }
+        );
     }
 
     #[test]

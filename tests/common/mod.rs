@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod outage;
+pub mod scratch;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -348,7 +348,7 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     // 3. Publish: the lake, Kafka, then the manifest.
     let dir = format!("recommendations/run_date={}", dates.run_date);
     let batch = lake_batch(&m, &lists, &cold, &purchases.products, &version)?;
-    let schema_id = registry::for_config(&cfg.schema_registry, &cfg.topics)
+    let schema_id = registry::for_config(&cfg.schema_registry, &cfg.topics, None)
         .await?
         .id(SchemaKind::Recommendations)?;
     let messages = messages(

@@ -139,7 +139,8 @@ pub async fn run(cfg: &Config, opts: RunOptions) -> Result<Stats> {
 
 /// As [`run`], stopping when `shutdown` is raised.
 pub async fn run_with(cfg: &Config, opts: RunOptions, shutdown: Shutdown) -> Result<Stats> {
-    let (run, mut jobs) = prepare::prepare(cfg).await?;
+    // Following, an unreachable schema registry is waited for; a single pass stops with it.
+    let (run, mut jobs) = prepare::prepare(cfg, opts.follow.then_some(&shutdown)).await?;
     let ctx = drain::Ctx::new(cfg, &run);
     let started = Instant::now();
     // Drain every table, once or until shut down.

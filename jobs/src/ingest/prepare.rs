@@ -17,13 +17,17 @@ use crate::io::kafka;
 use crate::io::produce::flush_now;
 use crate::io::registry;
 use crate::io::source::Source;
+use crate::shutdown::Shutdown;
 use crate::units::rfc3339_micros;
 use crate::{Error, Result};
 use std::time::Duration;
 
 /// Connects, loads the state, writes a table's first checkpoints and scans for what reached
 /// the broker after the last ones; returns what the run works with and its tables.
-pub(super) async fn prepare(cfg: &Config) -> Result<(Prepared, Vec<TableJob>)> {
+pub(super) async fn prepare(
+    cfg: &Config,
+    wait_for_registry: Option<&Shutdown>,
+) -> Result<(Prepared, Vec<TableJob>)> {
     // The producer first: an idempotent producer cannot send before the broker gave it a
     // producer id (see `kafka::partition_counts_with`). The source connects and the saved
     // state is read meanwhile.
@@ -45,7 +49,8 @@ pub(super) async fn prepare(cfg: &Config) -> Result<(Prepared, Vec<TableJob>)> {
         .await
         .map_err(|e| Error::Internal(format!("connect task panicked: {e}")))??;
     let partitions = partitions?;
-    let registry = registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
+    let registry =
+        registry::for_config(&cfg.schema_registry, &cfg.topics, wait_for_registry).await?;
     let mut saved = saved
         .await
         .map_err(|e| Error::Internal(format!("state loader panicked: {e}")))??;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
@@ -471,4 +471,35 @@ mod tests {
         );
         assert!((0..3).contains(&partition_for(b"17", 3)));
     }
+}
+
+/// The offsets of `topic`/`partition` a consumer expected at `cursor` that the broker no
+/// longer holds (retention removed them while the consumer was down), asked after a gap
+/// that outlasted its steps back ([`crate::offsets::Position::Gap`]'s `ask_start`). The
+/// cursor moves to the log start and one error line names what was lost; `None` (the gap is
+/// an ordinary one: seek back again) when the log start is not past the cursor or cannot
+/// be read.
+pub fn skip_removed<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partition: i32,
+    skip: impl FnOnce(i64) -> Option<i64>,
+) -> Option<(i64, i64)> {
+    let (low, _) = tokio::task::block_in_place(|| {
+        consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))
+    })
+    .inspect_err(
+        |e| tracing::debug!(message = "Cannot read the log start.", topic, partition, error = %e),
+    )
+    .ok()?;
+    let lost = skip(low)?;
+    tracing::error!(
+        message = "Offsets were removed by the broker's retention before they were consumed; resuming at the log start.",
+        topic,
+        partition,
+        first_lost = low - lost,
+        lost,
+        log_start = low,
+    );
+    Some((low, lost))
 }

@@ -3,6 +3,8 @@
 
 use crate::config::{RegistryConfig, Topics};
 use crate::io::avro::{Registry, SchemaKind};
+use crate::io::retry::{self, Health};
+use crate::shutdown::Shutdown;
 use crate::{Error, Result};
 
 /// A Confluent-compatible registry at `url`: each schema is registered (or found) under
@@ -23,12 +25,17 @@ pub async fn remote(url: &str, subjects: &[(SchemaKind, &str)]) -> Result<Regist
             .json(&body)
             .send()
             .await
-            .map_err(|e| Error::Registry(format!("POST {endpoint}: {e}")))?;
+            .map_err(|e| Error::RegistryUnreachable(format!("POST {endpoint}: {e}")))?;
         let status = resp.status();
         let text = resp
             .text()
             .await
-            .map_err(|e| Error::Registry(format!("POST {endpoint}: {e}")))?;
+            .map_err(|e| Error::RegistryUnreachable(format!("POST {endpoint}: {e}")))?;
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Error::RegistryUnreachable(format!(
+                "POST {endpoint}: {status}: {text}"
+            )));
+        }
         if !status.is_success() {
             return Err(Error::Registry(format!(
                 "POST {endpoint}: {status}: {text}"
@@ -46,31 +53,49 @@ pub async fn remote(url: &str, subjects: &[(SchemaKind, &str)]) -> Result<Regist
 
 /// The registry its config section asks for: HTTP when `schema_registry.url` is set (our
 /// schemas registered under `<topic>-value`), else the committed local file.
-pub async fn for_config(reg: &RegistryConfig, t: &Topics) -> Result<Registry> {
-    match &reg.url {
-        Some(url) => {
-            remote(
-                url,
-                &[
-                    (SchemaKind::ProductSale, t.product_sales.as_str()),
-                    (SchemaKind::Product, t.product_updates.as_str()),
-                    (SchemaKind::WindowedSales, t.windowed_product_sales.as_str()),
-                    (
-                        SchemaKind::ProductTotals,
-                        t.aggregated_product_sales.as_str(),
-                    ),
-                    (SchemaKind::TopProducts, t.top_products.as_str()),
-                    (SchemaKind::LowStockAlert, t.low_stock_alerts.as_str()),
-                    (SchemaKind::SegmentSales, t.customer_segment_sales.as_str()),
-                    (SchemaKind::SalesPrediction, t.sales_predictions.as_str()),
-                    (
-                        SchemaKind::Recommendations,
-                        t.product_recommendations.as_str(),
-                    ),
-                ],
-            )
+///
+/// An HTTP registry that cannot be reached (or answers 5xx or 429) is waited for with
+/// backoff, one log line when it fails and one when it is back, until `shutdown` is raised
+/// (then the error is returned); without `shutdown` (the batch jobs) the first error is
+/// returned. A refusal (an incompatible schema, 401, 403) is returned at once.
+pub async fn for_config(
+    reg: &RegistryConfig,
+    t: &Topics,
+    shutdown: Option<&Shutdown>,
+) -> Result<Registry> {
+    let Some(url) = &reg.url else {
+        return Ok(Registry::local()?);
+    };
+    let subjects = subjects(t);
+    match shutdown {
+        Some(shutdown) => {
+            let health = Health::default();
+            retry::retry("schema registry", &health, shutdown, || {
+                remote(url, &subjects)
+            })
             .await
         }
-        None => Ok(Registry::local()?),
+        None => remote(url, &subjects).await,
     }
+}
+
+/// Each schema of ours and the topic whose `<topic>-value` subject it is registered under.
+fn subjects(t: &Topics) -> [(SchemaKind, &str); 9] {
+    [
+        (SchemaKind::ProductSale, t.product_sales.as_str()),
+        (SchemaKind::Product, t.product_updates.as_str()),
+        (SchemaKind::WindowedSales, t.windowed_product_sales.as_str()),
+        (
+            SchemaKind::ProductTotals,
+            t.aggregated_product_sales.as_str(),
+        ),
+        (SchemaKind::TopProducts, t.top_products.as_str()),
+        (SchemaKind::LowStockAlert, t.low_stock_alerts.as_str()),
+        (SchemaKind::SegmentSales, t.customer_segment_sales.as_str()),
+        (SchemaKind::SalesPrediction, t.sales_predictions.as_str()),
+        (
+            SchemaKind::Recommendations,
+            t.product_recommendations.as_str(),
+        ),
+    ]
 }

@@ -92,6 +92,7 @@ pub fn transient(e: &Error) -> bool {
                 | object_store::Error::UnknownConfigurationKey { .. }
         ),
         Error::Database { source, .. } => transient_sql(source),
+        Error::RegistryUnreachable(_) => true,
         Error::Redis { source, .. } => {
             source.is_io_error()
                 || source.is_connection_dropped()

@@ -145,7 +145,7 @@ pub struct Intent {
     pub files: Vec<String>,
 }
 
-pub use crate::offsets::Position;
+pub use crate::offsets::{Cursor, Position};
 
 /// One consumed message.
 #[derive(Debug, Clone, Copy)]
@@ -179,7 +179,9 @@ pub struct Partition {
     pub id: i32,
     pub(super) windows: Windows,
     pub(super) seq: u64,
-    pub(super) next_offset: Option<i64>,
+    /// The offset expected next (the checkpoint's, then past each event taken) and its gap
+    /// and probe state.
+    pub(super) cursor: Cursor,
     /// The first offset of the running flush (names its files).
     pub(super) flush_start: Option<i64>,
     pub(super) counters: Counters,
@@ -198,8 +200,6 @@ pub struct Partition {
     /// Idempotency keys already in the outputs past the checkpoint (crash recovery). Kept
     /// across flushes until matched: the replay may cut its flushes elsewhere.
     already_sent: HashSet<String>,
-    /// How far the last gap made us seek back (grows until the gap closes).
-    step_back: i64,
     pub(super) totals: Totals,
     pub(super) stock: Stock,
     /// Alerts not yet sent.
@@ -246,7 +246,7 @@ impl Partition {
             id,
             windows,
             seq: ck.as_ref().map_or(0, |c| c.seq),
-            next_offset,
+            cursor: Cursor::at(next_offset),
             flush_start: next_offset,
             counters: ck.as_ref().map(|c| c.counters).unwrap_or_default(),
             raw: vec![],
@@ -260,7 +260,6 @@ impl Partition {
             at_end: false,
             dirty: false,
             already_sent,
-            step_back: 0,
             totals,
             stock,
             alerts: vec![],
@@ -268,7 +267,7 @@ impl Partition {
     }
 
     pub fn next_offset(&self) -> Option<i64> {
-        self.next_offset
+        self.cursor.next()
     }
     pub fn seq(&self) -> u64 {
         self.seq
@@ -288,7 +287,26 @@ impl Partition {
     /// [`crate::offsets`]).
     #[inline]
     pub fn position(&mut self, offset: i64) -> Position {
-        crate::offsets::position(self.next_offset, &mut self.step_back, offset)
+        self.cursor.take(offset)
+    }
+
+    /// The consumer reported the end of the partition: `None` if it is (the partition is now
+    /// `at_end`), or where to seek first. A cursor restored from a checkpoint is settled only
+    /// once a message reached it: Tansu 0.6.0 reports the end early, and delivers nothing,
+    /// when the checkpoint falls inside the broker's last record batch (see
+    /// [`Cursor::probe`]).
+    pub fn reached_end(&mut self) -> Option<i64> {
+        let probe = self.cursor.probe();
+        self.at_end = probe.is_none();
+        probe
+    }
+
+    /// The broker's log start is `log_start` (asked after a lasting gap): the offsets this
+    /// partition expected below it are gone, and how many is returned.
+    pub fn skip_removed(&mut self, log_start: i64) -> Option<i64> {
+        let lost = self.cursor.skip_removed(log_start)?;
+        self.flush_start.get_or_insert(log_start);
+        Some(lost)
     }
 
     /// Records the next event (`sale` is its decoding, the error the dead-letter reason;
@@ -308,7 +326,11 @@ impl Partition {
         self.last_event = now;
         self.counters.consumed += 1;
         self.buffered_bytes += ev.payload.len() * 4 + 64;
-        self.next_offset = Some(offset + 1);
+        debug_assert_eq!(
+            self.cursor.next(),
+            Some(offset + 1),
+            "record after position"
+        );
         if self.flush_start.is_none() {
             self.flush_start = Some(offset);
         }
@@ -519,7 +541,7 @@ impl Partition {
     /// The flush whose plan was carried out is done: the next one starts here.
     pub fn flushed(&mut self, seq: u64, now: Instant) {
         self.seq = seq;
-        self.flush_start = self.next_offset;
+        self.flush_start = self.cursor.next();
         self.buffered_bytes = 0;
         self.span_started = now;
         self.dirty = false;

@@ -149,7 +149,7 @@ impl Partition {
     pub fn plan_flush(&mut self, s: &Settings, now: Instant) -> Result<FlushPlan> {
         let p = self.id;
         let seq = self.seq + 1;
-        let start = self.flush_start.or(self.next_offset).unwrap_or(0);
+        let start = self.flush_start.or(self.cursor.next()).unwrap_or(0);
         let name = format!("part-p{p:03}-s{seq:08}-o{start:020}.parquet");
         let closed = std::mem::take(&mut self.closed);
         let stores = Stores {
@@ -244,7 +244,7 @@ impl Partition {
                             &snap,
                             |id| self.windows.product(id).cloned(),
                             p,
-                            self.next_offset.unwrap_or(0),
+                            self.cursor.next().unwrap_or(0),
                         )?;
                         let path = format!("sales_totals/part-p{p:03}.parquet");
                         Some((path, lake::parquet_bytes(&[b])?))
@@ -275,7 +275,7 @@ impl Partition {
             totals_file,
             checkpoint: Checkpoint {
                 seq,
-                next_offset: self.next_offset,
+                next_offset: self.cursor.next(),
                 counters: self.counters,
                 output_offsets: BTreeMap::new(),
                 windows: self.windows.state(),

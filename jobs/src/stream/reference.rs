@@ -2,10 +2,11 @@
 //! `customer_data` (segments), read from the database at start and every
 //! `stream.reference_refresh`.
 //!
-//! Bad rows never stop the job: an inventory row for an unknown product, a NULL stock level
-//! or time, a missing table or an unreachable database give one log line per refresh and a
-//! count in `jobs_stream_reference_problems_total{kind=...}`; the previous good snapshot
-//! stays in use when a table cannot be read at all.
+//! Bad rows never stop the job: an inventory row for an unknown product or a NULL stock level
+//! or time gives one log line per refresh; a missing table or an unreachable database one
+//! line when reading starts failing and one when it works again ([`Health`]); each counts in
+//! `jobs_stream_reference_problems_total{kind=...}`. The previous good snapshot stays in use
+//! when a table cannot be read at all.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,15 +26,38 @@ pub struct Snapshot {
     pub inventory: HashMap<i64, StockRecord>,
 }
 
-/// Reads the reference tables, keeping the parts of `previous` that could not be read.
+/// Whether the reference tables could be read at the last refresh: logs the changes only.
+#[derive(Debug, Default)]
+pub struct Health {
+    failing: bool,
+}
+
+impl Health {
+    /// One refresh's failures (empty: every table was read).
+    pub fn report(&mut self, failures: &[String]) {
+        match (self.failing, failures.is_empty()) {
+            (false, false) => tracing::warn!(
+                message = "Cannot read the reference tables; segments of customers not read before count as unknown and stock levels stay as last read. Retrying at every refresh.",
+                errors = %failures.join("; ")
+            ),
+            (true, true) => tracing::info!(message = "Reference tables readable again."),
+            _ => {}
+        }
+        self.failing = !failures.is_empty();
+    }
+}
+
+/// Reads the reference tables, keeping the parts of `previous` that could not be read (and
+/// saying why in the returned failures).
 pub async fn load(
     db: &Db,
     previous: &Snapshot,
     want_segments: bool,
     want_inventory: bool,
     metrics: &StreamMetrics,
-) -> Snapshot {
+) -> (Snapshot, Vec<String>) {
     let mut snap = previous.clone();
+    let mut failures = Vec::new();
     let d = db.dialect;
     if want_segments {
         let sql = format!(
@@ -70,7 +94,7 @@ pub async fn load(
                 snap.segments = m;
             }
             Err(e) => {
-                tracing::warn!(message = "Cannot read customer_data; sales of customers not read before count as segment unknown.", database = %db.name, error = %e);
+                failures.push(format!("customer_data in {}: {e}", db.name));
                 metrics.reference_problem("customer_data_unreadable", 1);
             }
         }
@@ -142,10 +166,10 @@ pub async fn load(
                 snap.inventory = m;
             }
             Err(e) => {
-                tracing::warn!(message = "Cannot read inventory; low-stock alerts use the last stock levels read.", database = %db.name, error = %e);
+                failures.push(format!("inventory in {}: {e}", db.name));
                 metrics.reference_problem("inventory_unreadable", 1);
             }
         }
     }
-    snap
+    (snap, failures)
 }

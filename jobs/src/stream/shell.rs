@@ -38,6 +38,7 @@ struct Reference {
     db: Option<Db>,
     snapshot: Snapshot,
     last_refresh: Option<Instant>,
+    health: reference::Health,
 }
 
 struct Shell<'a> {
@@ -64,7 +65,8 @@ struct Shell<'a> {
 pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<Counters> {
     let lake = Lake::open(&cfg.lake, &cfg.s3)?;
     lake.healthcheck().await?;
-    let registry = crate::io::registry::for_config(&cfg.schema_registry, &cfg.topics).await?;
+    let registry =
+        crate::io::registry::for_config(&cfg.schema_registry, &cfg.topics, Some(&shutdown)).await?;
     let specs = super::specs(cfg);
     let metrics = Arc::new(StreamMetrics::default());
     if !cfg.stream.metrics_addr.is_empty() {
@@ -150,11 +152,7 @@ pub(super) async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> 
                         kafka::broker_answered();
                         shell.on_message(&m, &consumer).await?
                     }
-                    Err(KafkaError::PartitionEOF(p)) => {
-                        if let Some(part) = shell.parts.get_mut(&p) {
-                            part.at_end = true;
-                        }
-                    }
+                    Err(KafkaError::PartitionEOF(p)) => shell.on_end(p, &consumer),
                     // librdkafka recovers from lost connections by itself (logged once in
                     // the client context); anything else stops the stream.
                     Err(KafkaError::MessageConsumption(code)) if kafka::transport(code) => {}
@@ -215,6 +213,19 @@ impl Shell<'_> {
         if let Err(e) = consumer.seek(topic, p, offset, Duration::from_secs(5)) {
             // Not fatal: the offset check in `on_message` seeks again on the first gap.
             tracing::debug!(message = "Seek failed.", partition = p, error = %e);
+        }
+    }
+
+    /// The consumer reported the end of partition `p`: it is at its end, or its cursor
+    /// (restored from a checkpoint, nothing taken since) has not been reached yet and the
+    /// partition is probed further back ([`Partition::reached_end`]).
+    fn on_end(&mut self, p: i32, consumer: &StreamConsumer<StreamContext>) {
+        let Some(part) = self.parts.get_mut(&p) else {
+            return;
+        };
+        if let Some(to) = part.reached_end() {
+            tracing::info!(message = "End of partition reported before the checkpoint's offset was reached; stepping back.", partition = p, expected = ?part.next_offset(), seek_to = to);
+            self.seek(consumer, p, Some(to));
         }
     }
 
@@ -292,14 +303,31 @@ impl Shell<'_> {
         let offset = m.offset();
         match part.position(offset) {
             Position::Covered => return Ok(()),
-            Position::Gap { to } => {
-                tracing::debug!(message = "Gap in offsets; stepping back.", partition = p, offset, expected = ?part.next_offset(), seek_to = to);
+            Position::Gap { to, ask_start } => {
                 let topic = &self.io.cfg.topics.product_sales;
-                if let Err(e) = consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(5))
-                {
-                    tracing::warn!(message = "Seek back failed; will retry.", partition = p, error = %e);
+                let removed = if ask_start {
+                    kafka::skip_removed(consumer, topic, p, |low| part.skip_removed(low))
+                } else {
+                    None
+                };
+                let seek_to = match removed {
+                    Some((low, lost)) => {
+                        let removed = &self.io.metrics.offsets_removed;
+                        removed.fetch_add(lost.unsigned_abs(), Ordering::Relaxed);
+                        // The message at hand may be the log start itself: take it.
+                        (part.position(offset) != Position::Next).then_some(low)
+                    }
+                    None => Some(to),
+                };
+                if let Some(to) = seek_to {
+                    tracing::debug!(message = "Gap in offsets; stepping back.", partition = p, offset, expected = ?part.next_offset(), seek_to = to);
+                    if let Err(e) =
+                        consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(5))
+                    {
+                        tracing::warn!(message = "Seek back failed; will retry.", partition = p, error = %e);
+                    }
+                    return Ok(());
                 }
-                return Ok(());
             }
             Position::Next => {}
         }
@@ -438,14 +466,17 @@ impl Shell<'_> {
             match Db::connect(url).await {
                 Ok(db) => r.db = Some(db),
                 Err(e) => {
-                    tracing::warn!(message = "Cannot reach the reference database; segments count as unknown and stock levels stay as last read.", error = %e);
+                    r.health.report(&[e.to_string()]);
                     self.io.metrics.reference_problem("database_unreachable", 1);
                     return;
                 }
             }
         }
         let Some(db) = &r.db else { return };
-        r.snapshot = reference::load(db, &r.snapshot, segments, alerts, &self.io.metrics).await;
+        let (snapshot, failures) =
+            reference::load(db, &r.snapshot, segments, alerts, &self.io.metrics).await;
+        r.snapshot = snapshot;
+        r.health.report(&failures);
         tracing::debug!(
             message = "Reference tables read.",
             customers = r.snapshot.segments.len(),

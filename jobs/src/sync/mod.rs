@@ -65,6 +65,8 @@ pub struct SyncMetrics {
     pub batches: AtomicU64,
     pub sink_up: AtomicI64,
     pub sink_retries: AtomicU64,
+    /// Offsets removed by the broker's retention before they were applied.
+    pub offsets_removed: AtomicU64,
 }
 
 impl Render for SyncMetrics {
@@ -101,6 +103,12 @@ impl Render for SyncMetrics {
                 "counter",
                 "Sink writes retried after a failure.",
                 g(&self.sink_retries),
+            ),
+            (
+                "jobs_sync_offsets_removed_total",
+                "counter",
+                "Offsets of the cdc topics removed by the broker's retention before they were applied (lost upstream; each gap is logged as an error).",
+                g(&self.offsets_removed),
             ),
         ] {
             s.push_str(&format!(
@@ -274,14 +282,35 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
             };
             match cursor.take(m.offset()) {
                 Position::Covered => continue,
-                Position::Gap { to } => {
-                    tracing::info!(message = "Gap in offsets; stepping back.", topic = %tp.0, partition = tp.1, offset = m.offset(), expected = ?cursor.next(), seek_to = to);
-                    if let Err(e) =
-                        consumer.seek(&tp.0, tp.1, Offset::Offset(to), Duration::from_secs(5))
-                    {
-                        tracing::warn!(message = "Seek back failed; the stall check seeks again.", topic = %tp.0, partition = tp.1, error = %e);
+                Position::Gap { to, ask_start } => {
+                    let removed = match ask_start {
+                        true => kafka::skip_removed(&consumer, &tp.0, tp.1, |low| {
+                            cursor.skip_removed(low)
+                        }),
+                        false => None,
+                    };
+                    let to = match removed {
+                        Some((low, lost)) => {
+                            metrics
+                                .offsets_removed
+                                .fetch_add(lost.unsigned_abs(), Ordering::Relaxed);
+                            // The message at hand may be the log start itself.
+                            match cursor.take(m.offset()) {
+                                Position::Next => None,
+                                _ => Some(low),
+                            }
+                        }
+                        None => Some(to),
+                    };
+                    if let Some(to) = to {
+                        tracing::info!(message = "Gap in offsets; stepping back.", topic = %tp.0, partition = tp.1, offset = m.offset(), expected = ?cursor.next(), seek_to = to);
+                        if let Err(e) =
+                            consumer.seek(&tp.0, tp.1, Offset::Offset(to), Duration::from_secs(5))
+                        {
+                            tracing::warn!(message = "Seek back failed; the stall check seeks again.", topic = %tp.0, partition = tp.1, error = %e);
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 Position::Next => {}
             }

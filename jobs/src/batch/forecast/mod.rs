@@ -180,7 +180,7 @@ pub async fn run(cfg: &Config, args: &RunOptions) -> Result<Outcome> {
     let dir = format!("forecasts/run_date={}", dates.run_date);
     let backtested = fits.iter().filter(|f| f.backtested).count();
     let batch = publish::lake_batch(&fits, &daily.products, (&dates, g), &version)?;
-    let schema_id = registry::for_config(&cfg.schema_registry, &cfg.topics)
+    let schema_id = registry::for_config(&cfg.schema_registry, &cfg.topics, None)
         .await?
         .id(SchemaKind::SalesPrediction)?;
     let messages = publish::messages(

@@ -150,6 +150,7 @@ fn a_dead_letter_too_large_for_the_broker_keeps_its_head_and_says_so() {
     };
     let decoded = decode_sale(&reg, &huge, i64::MAX);
     assert!(decoded.is_err());
+    assert_eq!(part.position(5), Position::Next);
     let rec = part.record(&s, ev, decoded, None, Instant::now());
     assert_eq!(rec, Recorded::DeadLettered);
     let dlq = &part.out[0];
@@ -167,14 +168,35 @@ fn offsets_before_the_checkpoint_are_skipped_and_a_gap_steps_back_further_each_t
     let mut part = Partition::restore(0, None, vec![], &s, Instant::now());
     feed(&mut part, &s, &reg, 100, &[sale(1, 7, 1, DAY0)]);
     assert_eq!(part.position(100), Position::Covered);
-    assert_eq!(part.position(150), Position::Gap { to: 100 });
-    assert_eq!(part.position(150), Position::Gap { to: 97 });
-    assert_eq!(part.position(150), Position::Gap { to: 85 });
+    assert_eq!(
+        part.position(150),
+        Position::Gap {
+            to: 100,
+            ask_start: false
+        }
+    );
+    assert_eq!(
+        part.position(150),
+        Position::Gap {
+            to: 97,
+            ask_start: false
+        }
+    );
+    assert_eq!(
+        part.position(150),
+        Position::Gap {
+            to: 85,
+            ask_start: false
+        }
+    );
     assert_eq!(part.position(101), Position::Next);
     assert_eq!(
         part.position(150),
-        Position::Gap { to: 100 },
-        "reset by progress"
+        Position::Gap {
+            to: 101,
+            ask_start: false
+        },
+        "reset by progress (101 was taken)"
     );
 }
 

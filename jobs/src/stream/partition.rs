@@ -147,6 +147,9 @@ pub struct Intent {
 
 pub use crate::offsets::{Cursor, Position};
 
+/// How long an unconfirmed partition may stay silent before [`Partition::stalled`] probes.
+pub const STALL_PROBE: Duration = Duration::from_secs(2);
+
 /// One consumed message.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
@@ -182,6 +185,8 @@ pub struct Partition {
     /// The offset expected next (the checkpoint's, then past each event taken) and its gap
     /// and probe state.
     pub(super) cursor: Cursor,
+    /// When a message last came or the partition was last sought (for [`Self::stalled`]).
+    heard: Instant,
     /// The first offset of the running flush (names its files).
     pub(super) flush_start: Option<i64>,
     pub(super) counters: Counters,
@@ -247,6 +252,7 @@ impl Partition {
             windows,
             seq: ck.as_ref().map_or(0, |c| c.seq),
             cursor: Cursor::at(next_offset),
+            heard: now,
             flush_start: next_offset,
             counters: ck.as_ref().map(|c| c.counters).unwrap_or_default(),
             raw: vec![],
@@ -299,6 +305,25 @@ impl Partition {
         let probe = self.cursor.probe();
         self.at_end = probe.is_none();
         probe
+    }
+
+    /// A message came (or a seek was made) at `now`.
+    pub fn heard(&mut self, now: Instant) {
+        self.heard = now;
+    }
+
+    /// Where to seek when nothing at all has come for [`STALL_PROBE`] while the cursor is
+    /// not yet confirmed: a checkpoint inside the broker's last record batch, which Tansu
+    /// 0.6.0 answers with neither a message nor an end of partition (see
+    /// [`Cursor::probe`]), or a seek back that failed. `None` once anything reached the
+    /// cursor.
+    pub fn stalled(&mut self, now: Instant) -> Option<i64> {
+        if now.duration_since(self.heard) < STALL_PROBE {
+            return None;
+        }
+        let to = self.cursor.probe()?;
+        self.heard = now;
+        Some(to)
     }
 
     /// The broker's log start is `log_start` (asked after a lasting gap): the offsets this

@@ -206,14 +206,18 @@ fn latest_event(cfg: &Config) -> i64 {
     chrono::Utc::now().timestamp_micros().saturating_add(ahead)
 }
 
+/// Seeks partition `p` of `topic` to `to` (`None`: its beginning).
+fn seek(consumer: &StreamConsumer<StreamContext>, topic: &str, p: i32, to: Option<i64>) {
+    let offset = to.map_or(Offset::Beginning, Offset::Offset);
+    if let Err(e) = consumer.seek(topic, p, offset, Duration::from_secs(5)) {
+        // Not fatal: the offset check in `on_message` seeks again on the first gap.
+        tracing::debug!(message = "Seek failed.", partition = p, error = %e);
+    }
+}
+
 impl Shell<'_> {
     fn seek(&self, consumer: &StreamConsumer<StreamContext>, p: i32, to: Option<i64>) {
-        let offset = to.map_or(Offset::Beginning, Offset::Offset);
-        let topic = &self.io.cfg.topics.product_sales;
-        if let Err(e) = consumer.seek(topic, p, offset, Duration::from_secs(5)) {
-            // Not fatal: the offset check in `on_message` seeks again on the first gap.
-            tracing::debug!(message = "Seek failed.", partition = p, error = %e);
-        }
+        seek(consumer, &self.io.cfg.topics.product_sales, p, to);
     }
 
     /// The consumer reported the end of partition `p`: it is at its end, or its cursor
@@ -301,6 +305,7 @@ impl Shell<'_> {
             return Ok(()); // not ours (any more)
         };
         let offset = m.offset();
+        part.heard(self.clock);
         match part.position(offset) {
             Position::Covered => return Ok(()),
             Position::Gap { to, ask_start } => {
@@ -378,6 +383,10 @@ impl Shell<'_> {
                 continue;
             };
             part.follow(&self.settings, active, now);
+            if let Some(to) = part.stalled(now) {
+                tracing::info!(message = "Nothing came from the checkpoint's offset; stepping back.", partition = p, expected = ?part.next_offset(), seek_to = to);
+                seek(consumer, &self.io.cfg.topics.product_sales, p, Some(to));
+            }
             if let Ok(mut g) = self.io.metrics.partitions.lock() {
                 let e = g.entry(p).or_default();
                 e.watermark_micros = part.watermark();

@@ -54,7 +54,8 @@ fn ingest_and_stream_survive_a_crash_and_restart_of_the_source_database() {
         .replace(
             "redis_url = \"redis://127.0.0.1:6379\"",
             &format!(
-                "redis_url = \"redis://127.0.0.1:6379\"\nmetrics_addr = \"{metrics}\"\nreference_refresh = \"1s\""
+                "redis_url = \"redis://127.0.0.1:6379\"\nmetrics_addr = \"{metrics}\"\nreference_refresh = \"1s\"\nsql_url = \"{}\"",
+                env.db_url
             ),
         )
         .replace("metrics_addr = \"\"\n", "");
@@ -107,6 +108,7 @@ fn ingest_and_stream_survive_a_crash_and_restart_of_the_source_database() {
     let mut ingest = spawn(&["ingest"], &ingest_log);
     let mut stream = spawn(&["stream"], &stream_log);
     let consumed = |n: f64| {
+        let metrics = metrics.clone();
         move || sample(&scrape(&metrics), "jobs_stream_events_in_total").unwrap_or(-1.0) >= n
     };
     wait_for("the first day", Duration::from_secs(90), &logs, consumed(3000.0));

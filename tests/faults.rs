@@ -72,15 +72,7 @@ fn a_stream_restarted_after_kill_9_owns_its_partitions_within_seconds() {
         "the restarted stream waited {after_kills:?} for its partitions (crash-free: {clean_s:?})"
     );
     // Every event counted once over the runs: the lake's windows equal the crash-free run's.
-    let digest = |lake: &str| common::python(&["tests/py/compact_check.py", "digest", lake]);
-    let ours = digest(&env.lake());
-    let theirs = digest(&format!("{}-clean", env.lake()));
-    for t in ["sales_windows", "sales_raw"] {
-        for k in ["rows", "digest"] {
-            assert_eq!(ours[t][k], theirs[t][k], "{t} {k}");
-        }
-    }
-    assert_eq!(ours["sales_raw"]["rows"], 40000);
+    common::assert_lakes_equal(&env.lake(), &format!("{}-clean", env.lake()), 40000);
 }
 
 /// `jobs stream` killed with its checkpoint inside the broker's last record batch (all sales
@@ -188,15 +180,7 @@ fn a_stream_restarted_inside_the_last_record_batch_steps_back_and_counts_the_tai
     println!("restarted inside the last record batch: {steps} steps back; {stdout}");
     assert!(steps >= 1, "no step back: {stderr}");
     assert!(!stdout.contains("consumed 0 events"), "{stdout}");
-    let digest = |lake: &str| common::python(&["tests/py/compact_check.py", "digest", lake]);
-    let ours = digest(&env.lake());
-    let theirs = digest(&format!("{}-clean", env.lake()));
-    for t in ["sales_windows", "sales_raw"] {
-        for k in ["rows", "digest"] {
-            assert_eq!(ours[t][k], theirs[t][k], "{t} {k}");
-        }
-    }
-    assert_eq!(ours["sales_raw"]["rows"], 6000);
+    common::assert_lakes_equal(&env.lake(), &format!("{}-clean", env.lake()), 6000);
 }
 
 /// `jobs forecast` and `jobs recommend` with the broker unreachable: exit code 1, one line that

@@ -60,23 +60,6 @@ fn term(child: &mut Child) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
-/// A day of orders ending `until`, inserted into the source database.
-fn orders(env: &Env, until: &str) {
-    env.jobs(&[
-        "generate",
-        "--days",
-        "1",
-        "--orders",
-        "3000",
-        "--customers",
-        "300",
-        "--until",
-        until,
-        "--seed",
-        "5",
-    ]);
-}
-
 /// Every row of the stream's SQL tables, in a stable order.
 fn sql_tables(db: &str) -> String {
     let mut out = String::new();
@@ -161,7 +144,7 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
             + &S3.replace("PORT", &s3.port.to_string()),
     );
 
-    orders(&env, "2026-11-17T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-17T00:00:00Z");
     let mut ingest = env
         .cmd_with(&faulty, &["ingest"])
         .env("JOBS_LOG", "info")
@@ -186,7 +169,7 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
     // The lake (S3) down while a day of sales arrives and is flushed.
     let t = Instant::now();
     s3.down();
-    orders(&env, "2026-11-18T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-18T00:00:00Z");
     wait_for("a flush to find the lake down", OUTAGE, || {
         m(&up("lake")) == 0.0
     });
@@ -203,7 +186,7 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
     let t = Instant::now();
     sink.down();
     redis.down();
-    orders(&env, "2026-11-19T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-19T00:00:00Z");
     wait_for("a flush to find the SQL sink down", OUTAGE, || {
         m(&up("sql")) == 0.0
     });
@@ -225,7 +208,7 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
     // reference tables; both carry on once it is back.
     let t = Instant::now();
     source.down();
-    orders(&env, "2026-11-20T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-20T00:00:00Z");
     std::thread::sleep(OUTAGE.saturating_sub(t.elapsed()));
     source.up();
     wait_for("the fourth day", Duration::from_secs(90), consumed(12000.0));
@@ -233,7 +216,7 @@ fn ingest_and_stream_wait_out_outages_of_the_lake_the_sinks_and_the_source_and_l
     // S3 up but overloaded: every request answered 503 while a day is flushed.
     let t = Instant::now();
     s3.answer_503();
-    orders(&env, "2026-11-21T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-21T00:00:00Z");
     wait_for("a flush to meet the 503s", OUTAGE, || m(&up("lake")) == 0.0);
     std::thread::sleep(SLOW_DOWN.saturating_sub(t.elapsed()));
     s3.stop_503();
@@ -425,7 +408,7 @@ fn ingest_and_stream_survive_two_broker_crashes_and_count_every_sale_once() {
         ],
     );
     env.jobs_with(&cfg, &["init"]);
-    orders(&env, "2026-11-18T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-18T00:00:00Z");
     let spawn = |args: &[&str], log: &str| {
         env.cmd_with(&cfg, args)
             .env("JOBS_LOG", "info")
@@ -445,11 +428,11 @@ fn ingest_and_stream_survive_two_broker_crashes_and_count_every_sale_once() {
     // Down while nothing is sent, then while a day is being published.
     let t = Instant::now();
     broker.kill();
-    orders(&env, "2026-11-19T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-19T00:00:00Z");
     std::thread::sleep(Duration::from_secs(5));
     broker.up();
     wait_for("the second day", Duration::from_secs(120), consumed(6000.0));
-    orders(&env, "2026-11-20T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-20T00:00:00Z");
     std::thread::sleep(Duration::from_millis(700));
     broker.kill();
     std::thread::sleep(Duration::from_secs(5));
@@ -493,17 +476,7 @@ fn ingest_and_stream_survive_two_broker_crashes_and_count_every_sale_once() {
         out.contains("consumed 9000 events: 9000 aggregated"),
         "{out}"
     );
-    let digest = |lake: &str| common::python(&["tests/py/compact_check.py", "digest", lake]);
-    let (ours, theirs) = (
-        digest(&env.lake()),
-        digest(&format!("{}-clean", env.lake())),
-    );
-    for t in ["sales_windows", "sales_raw"] {
-        for k in ["rows", "digest"] {
-            assert_eq!(ours[t][k], theirs[t][k], "{t} {k}");
-        }
-    }
-    assert_eq!(ours["sales_raw"]["rows"], 9000);
+    common::assert_lakes_equal(&env.lake(), &format!("{}-clean", env.lake()), 9000);
     println!(
         "two broker kill -9 and restarts (5 s down each): ingest and stream carried on; 9000 sales once; {:.0} s from the first kill to the last sale consumed",
         took.as_secs_f64()
@@ -576,7 +549,7 @@ fn a_full_lake_disk_is_waited_out_with_no_partial_file_and_an_exact_resume() {
         ],
     );
     env.jobs(&["init"]);
-    orders(&env, "2026-11-19T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-19T00:00:00Z");
     env.jobs(&["ingest", "--once"]);
     let log = env.dir.join("stream.log");
     let mut stream = env
@@ -592,7 +565,7 @@ fn a_full_lake_disk_is_waited_out_with_no_partial_file_and_an_exact_resume() {
         m("jobs_stream_events_in_total") >= 3000.0 && m("jobs_stream_checkpoints_total") >= 1.0
     });
     disk.fill();
-    orders(&env, "2026-11-20T00:00:00Z");
+    common::day_of_orders(&env, &env.config, "2026-11-20T00:00:00Z");
     env.jobs(&["ingest", "--once"]);
     wait_for(
         "a flush to find the disk full",
@@ -629,14 +602,7 @@ fn a_full_lake_disk_is_waited_out_with_no_partial_file_and_an_exact_resume() {
 
     let clean = env.clean_config();
     env.jobs_with(&clean, &["stream", "--until-idle"]);
-    let digest = |lake: &str| common::python(&["tests/py/compact_check.py", "digest", lake]);
-    let (ours, theirs) = (digest(&lake_s), digest(&format!("{}-clean", env.lake())));
-    for t in ["sales_windows", "sales_raw"] {
-        for k in ["rows", "digest"] {
-            assert_eq!(ours[t][k], theirs[t][k], "{t} {k}");
-        }
-    }
-    assert_eq!(ours["sales_raw"]["rows"], 6000);
+    common::assert_lakes_equal(&lake_s, &format!("{}-clean", env.lake()), 6000);
     println!(
         "a full lake disk: the flush waited ({retries} retries), no partial file read, 6000 sales once after space was freed"
     );

@@ -388,3 +388,37 @@ pub fn kill_after(mut child: Child, needle: &str, n: usize, deadline: Duration) 
     child.wait().unwrap();
     (seen, log)
 }
+
+/// Asserts that two lakes hold the same windows and raw rows (count and DuckDB's multiset
+/// digest, `tests/py/compact_check.py digest`) and that the first holds `raw_rows` raw rows.
+pub fn assert_lakes_equal(ours: &str, theirs: &str, raw_rows: u64) {
+    let digest = |lake: &str| python(&["tests/py/compact_check.py", "digest", lake]);
+    let (ours, theirs) = (digest(ours), digest(theirs));
+    for t in ["sales_windows", "sales_raw"] {
+        for k in ["rows", "digest"] {
+            assert_eq!(ours[t][k], theirs[t][k], "{t} {k}");
+        }
+    }
+    assert_eq!(ours["sales_raw"]["rows"], raw_rows, "raw rows");
+}
+
+/// A day of 3,000 orders by 300 customers ending `until` (seed 5), inserted into the source
+/// database of `config`.
+pub fn day_of_orders(env: &Env, config: &Path, until: &str) {
+    env.jobs_with(
+        config,
+        &[
+            "generate",
+            "--days",
+            "1",
+            "--orders",
+            "3000",
+            "--customers",
+            "300",
+            "--until",
+            until,
+            "--seed",
+            "5",
+        ],
+    );
+}

@@ -454,25 +454,6 @@ pub fn partition_counts_with<C: ClientContext>(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn murmur2_matches_the_java_client() {
-        // Vectors from Kafka's own UtilsTest.
-        assert_eq!(murmur2(b"21"), -973932308);
-        assert_eq!(murmur2(b"foobar"), -790332482);
-        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
-        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(
-            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
-            -58897971
-        );
-        assert!((0..3).contains(&partition_for(b"17", 3)));
-    }
-}
-
 /// The offsets of `topic`/`partition` a consumer expected at `cursor` that the broker no
 /// longer holds (retention removed them while the consumer was down), asked after a gap
 /// that outlasted its steps back ([`crate::offsets::Position::Gap`]'s `ask_start`). The
@@ -502,4 +483,23 @@ pub fn skip_removed<C: ConsumerContext>(
         log_start = low,
     );
     Some((low, lost))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        // Vectors from Kafka's own UtilsTest.
+        assert_eq!(murmur2(b"21"), -973932308);
+        assert_eq!(murmur2(b"foobar"), -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
+        assert!((0..3).contains(&partition_for(b"17", 3)));
+    }
 }

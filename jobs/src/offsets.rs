@@ -132,7 +132,12 @@ impl Cursor {
             self.exhausted = true;
             return None;
         }
-        self.step_back = (self.step_back * 4).clamp(1, MAX_STEP_BACK);
+        // Past the largest step, the last probe goes to offset 0, so an emptied partition
+        // far along settles too.
+        self.step_back = match self.step_back {
+            s if s >= MAX_STEP_BACK => n,
+            s => (s * 4).clamp(1, MAX_STEP_BACK),
+        };
         Some((n - self.step_back).max(0))
     }
 }
@@ -204,6 +209,18 @@ mod tests {
                 ask_start: true
             }
         );
+    }
+
+    #[test]
+    fn a_probe_far_along_an_emptied_partition_ends_at_offset_0_and_settles() {
+        // A checkpoint past the largest step, on a partition retention emptied: nothing ever
+        // comes, and the probes must end (they ran forever at the largest step before).
+        let mut c = Cursor::at(Some(5_000_000));
+        let probes: Vec<i64> = std::iter::from_fn(|| c.probe()).take(100).collect();
+        assert_eq!(probes.len(), 12, "{probes:?}");
+        assert_eq!(probes[10], 5_000_000 - MAX_STEP_BACK);
+        assert_eq!(probes[11], 0);
+        assert!(c.settled());
     }
 
     fn gap(to: i64) -> Position {

@@ -458,12 +458,16 @@ pub fn partition_counts_with<C: ClientContext>(
 /// longer holds (retention removed them while the consumer was down), asked after a gap
 /// that outlasted its steps back ([`crate::offsets::Position::Gap`]'s `ask_start`). The
 /// cursor moves to the log start and one error line names what was lost; `None` (the gap is
-/// an ordinary one: seek back again) when the log start is not past the cursor or cannot
-/// be read.
+/// an ordinary one: seek back again) when the log start is not past the cursor, cannot be
+/// read, or is not `offset`, the message at hand. The broker must show the loss itself: a
+/// seek below the log start is reset to it (`auto.offset.reset = earliest`), so the gap's
+/// message is the log start. A log start reported above offsets still delivered (Tansu's is
+/// the oldest batch written, see [`read_to_end`]) never skips anything.
 pub fn skip_removed<C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     topic: &str,
     partition: i32,
+    offset: i64,
     skip: impl FnOnce(i64) -> Option<i64>,
 ) -> Option<(i64, i64)> {
     let (low, _) = tokio::task::block_in_place(|| {
@@ -473,6 +477,9 @@ pub fn skip_removed<C: ConsumerContext>(
         |e| tracing::debug!(message = "Cannot read the log start.", topic, partition, error = %e),
     )
     .ok()?;
+    if low != offset {
+        return None;
+    }
     let lost = skip(low)?;
     tracing::error!(
         message = "Offsets were removed by the broker's retention before they were consumed; resuming at the log start.",

@@ -25,7 +25,12 @@ pub async fn remote(url: &str, subjects: &[(SchemaKind, &str)]) -> Result<Regist
             .json(&body)
             .send()
             .await
-            .map_err(|e| Error::RegistryUnreachable(format!("POST {endpoint}: {e}")))?;
+            .map_err(|e| match e.is_builder() || e.is_redirect() {
+                // A URL the client refuses (`localhost:8081` parses with the scheme
+                // `localhost`) or a redirect loop is a configuration to fix, not an outage.
+                true => Error::Registry(format!("POST {endpoint}: {e}")),
+                false => Error::RegistryUnreachable(format!("POST {endpoint}: {e}")),
+            })?;
         let status = resp.status();
         let text = resp
             .text()

@@ -331,6 +331,8 @@ impl Partition {
     pub fn skip_removed(&mut self, log_start: i64) -> Option<i64> {
         let lost = self.cursor.skip_removed(log_start)?;
         self.flush_start.get_or_insert(log_start);
+        // The next flush saves the new cursor, so a restart does not count the loss again.
+        self.dirty = true;
         Some(lost)
     }
 

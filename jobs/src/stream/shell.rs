@@ -311,7 +311,7 @@ impl Shell<'_> {
             Position::Gap { to, ask_start } => {
                 let topic = &self.io.cfg.topics.product_sales;
                 let removed = if ask_start {
-                    kafka::skip_removed(consumer, topic, p, |low| part.skip_removed(low))
+                    kafka::skip_removed(consumer, topic, p, offset, |low| part.skip_removed(low))
                 } else {
                     None
                 };

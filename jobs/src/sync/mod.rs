@@ -284,7 +284,7 @@ pub async fn run(cfg: &Config, opts: &RunOptions, shutdown: Shutdown) -> Result<
                 Position::Covered => continue,
                 Position::Gap { to, ask_start } => {
                     let removed = match ask_start {
-                        true => kafka::skip_removed(&consumer, &tp.0, tp.1, |low| {
+                        true => kafka::skip_removed(&consumer, &tp.0, tp.1, m.offset(), |low| {
                             cursor.skip_removed(low)
                         }),
                         false => None,

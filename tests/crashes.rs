@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::outage::{free_port, sample, scrape};
+use common::outage::{free_port, sample, scrape, term};
 use common::scratch::ScratchServer;
 use common::{Backend, Env};
 
@@ -25,14 +25,6 @@ fn wait_for(what: &str, limit: Duration, logs: &[&std::path::Path], mut f: impl 
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn term(child: &mut Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap()
 }
 
 /// The source database `kill -9`ed right after a day of orders was committed, while

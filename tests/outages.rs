@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::outage::{Relay, free_port, sample, scrape};
+use common::outage::{Relay, free_port, sample, scrape, term};
 use common::{Backend, Env};
 
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -50,14 +50,6 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Waits until `f` holds, failing the test after `limit` with `what`.
 fn wait_for(what: &str, limit: Duration, f: impl FnMut() -> bool) {
     assert!(wait_until(limit, f), "timed out waiting for {what}");
-}
-
-fn term(child: &mut Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap()
 }
 
 /// Every row of the stream's SQL tables, in a stable order.

@@ -211,3 +211,12 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Sends SIGTERM to `child` and waits for its exit.
+pub fn term(child: &mut std::process::Child) -> std::process::ExitStatus {
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap()
+}

@@ -83,8 +83,8 @@ impl Io<'_> {
                     value: Some(v.as_str()),
                 });
             }
-            if parts.0 != m.topic {
-                parts = (&m.topic, self.out_parts.get(&m.topic).copied().unwrap_or(1));
+            if parts.0 != &*m.topic {
+                parts = (&m.topic, self.out_parts.get(&*m.topic).copied().unwrap_or(1));
             }
             let n = parts.1;
             kafka::send(

@@ -111,9 +111,10 @@ impl ProductCols {
     pub(crate) fn with_capacity(n: usize) -> Self {
         ProductCols {
             id: Int64Builder::with_capacity(n),
-            name: StringBuilder::new(),
-            brand: StringBuilder::new(),
-            category: StringBuilder::new(),
+            // Sized up front: a flush of a sparse shop holds ~250K rows per column.
+            name: StringBuilder::with_capacity(n, n * 24),
+            brand: StringBuilder::with_capacity(n, n * 8),
+            category: StringBuilder::with_capacity(n, n * 12),
         }
     }
     pub(crate) fn push(&mut self, id: i64, p: &ProductInfo) {
@@ -204,7 +205,7 @@ pub fn window_files(
             TimestampMicrosecondBuilder::with_capacity(n),
             TimestampMicrosecondBuilder::with_capacity(n),
         );
-        let mut spec = StringBuilder::new();
+        let mut spec = StringBuilder::with_capacity(n, n * 5);
         let (mut product, mut agg) = (ProductCols::with_capacity(n), AggCols::with_capacity(n));
         for r in rows {
             start.append_value(r.start);

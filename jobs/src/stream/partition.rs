@@ -112,7 +112,8 @@ impl Settings {
 /// A message to send, with the idempotency key that recovery matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutMsg {
-    pub topic: String,
+    /// Shared by every message of a flush to the same topic.
+    pub topic: Arc<str>,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
     pub idempotency_key: String,
@@ -385,7 +386,7 @@ impl Partition {
                     ));
                 }
                 self.out.push(OutMsg {
-                    topic: s.topics.dlq.clone(),
+                    topic: s.topics.dlq.as_str().into(),
                     key: key.to_vec(),
                     value: value.to_vec(),
                     idempotency_key: format!("dlq|{p}|{offset}"),
@@ -422,7 +423,7 @@ impl Partition {
                     Outcome::Late { watermark } => {
                         self.counters.late += 1;
                         self.out.push(OutMsg {
-                            topic: s.topics.late_sales.clone(),
+                            topic: s.topics.late_sales.as_str().into(),
                             key: ev.key.to_vec(),
                             value: ev.payload.to_vec(),
                             idempotency_key: format!("late|{p}|{offset}"),
@@ -513,6 +514,10 @@ impl Partition {
     /// content, and recovery finds what went out after the last checkpoint.
     pub fn eager(&mut self, s: &Settings, force: bool, now: Instant) -> Eager {
         let t = &s.topics;
+        let (alerts_topic, totals_topic): (Arc<str>, Arc<str>) = (
+            t.low_stock_alerts.as_str().into(),
+            t.aggregated_product_sales.as_str().into(),
+        );
         let mut w = Writer::default();
         let mut e = Eager::default();
         for a in std::mem::take(&mut self.alerts) {
@@ -523,7 +528,7 @@ impl Partition {
                 .unwrap_or_default();
             e.alerts += 1;
             e.msgs.push(OutMsg {
-                topic: t.low_stock_alerts.clone(),
+                topic: alerts_topic.clone(),
                 key: a.product_id.to_string().into_bytes(),
                 value: business::alert_value(s.format, s.schemas.alert, &a, &info, &mut w),
                 idempotency_key: a.key(),
@@ -536,7 +541,7 @@ impl Partition {
                 let info = self.windows.product(product).cloned().unwrap_or_default();
                 e.totals += 1;
                 e.msgs.push(OutMsg {
-                    topic: t.aggregated_product_sales.clone(),
+                    topic: totals_topic.clone(),
                     key: product.to_string().into_bytes(),
                     value: business::totals_value(
                         s.format,

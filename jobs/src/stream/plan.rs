@@ -187,6 +187,12 @@ impl Partition {
             .collect::<Result<Vec<_>>>()?;
 
         let (t, mut w) = (&s.topics, Writer::default());
+        let topic = |name: &String| -> Arc<str> { name.as_str().into() };
+        let (windows_topic, segments_topic, top_topic) = (
+            topic(&t.windowed_product_sales),
+            topic(&t.customer_segment_sales),
+            topic(&t.top_products),
+        );
         let mut messages = Vec::with_capacity(stores.closed.len() + self.out.len());
         for c in &windows {
             let spec = &specs[c.spec];
@@ -194,7 +200,7 @@ impl Partition {
                 continue;
             }
             messages.push(OutMsg {
-                topic: t.windowed_product_sales.clone(),
+                topic: windows_topic.clone(),
                 key: c.product_id().to_string().into_bytes(),
                 value: outputs::window_value(s.format, s.schemas.window, spec, c, &mut w),
                 idempotency_key: outputs::window_key(spec, c),
@@ -204,7 +210,7 @@ impl Partition {
         for c in &segments {
             let spec = &specs[c.spec];
             messages.push(OutMsg {
-                topic: t.customer_segment_sales.clone(),
+                topic: segments_topic.clone(),
                 key: c.label.as_bytes().to_vec(),
                 value: business::segment_value(s.format, s.schemas.segment, spec, c, &mut w),
                 idempotency_key: format!(
@@ -219,7 +225,7 @@ impl Partition {
         }
         for l in &tops {
             messages.push(OutMsg {
-                topic: t.top_products.clone(),
+                topic: top_topic.clone(),
                 key: l.key().into_bytes(),
                 value: l.value(s.format, s.schemas.top, &mut w),
                 idempotency_key: l.idempotency_key(),

@@ -105,7 +105,7 @@ fn a_sale_behind_the_watermark_is_late_and_goes_to_no_window() {
     assert_eq!(part.late.len(), 1);
     assert_eq!(part.raw.len(), 2, "late sales are kept raw too");
     let late = &part.out[0];
-    assert_eq!(late.topic, cfg.topics.late_sales);
+    assert_eq!(&*late.topic, cfg.topics.late_sales);
     assert_eq!(late.idempotency_key, "late|0|1");
     assert_eq!(late.headers[0].0, "jobs.watermark");
 }
@@ -122,7 +122,7 @@ fn an_invalid_message_is_dead_lettered_with_its_reason() {
         [Recorded::DeadLettered]
     );
     let dlq = &part.out[0];
-    assert_eq!(dlq.topic, cfg.topics.dlq);
+    assert_eq!(&*dlq.topic, cfg.topics.dlq);
     assert_eq!(dlq.idempotency_key, "dlq|3|40");
     assert!(
         dlq.headers

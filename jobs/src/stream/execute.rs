@@ -84,7 +84,10 @@ impl Io<'_> {
                 });
             }
             if parts.0 != &*m.topic {
-                parts = (&m.topic, self.out_parts.get(&*m.topic).copied().unwrap_or(1));
+                parts = (
+                    &m.topic,
+                    self.out_parts.get(&*m.topic).copied().unwrap_or(1),
+                );
             }
             let n = parts.1;
             kafka::send(

@@ -351,7 +351,8 @@ impl Windows {
                 let info = product
                     .and_then(|p| self.products.get(&p).cloned())
                     .unwrap_or_else(|| Arc::new(ProductInfo::default()));
-                let label = label.map_or_else(|| self.labels.empty.clone(), |l| self.labels.name(l));
+                let label =
+                    label.map_or_else(|| self.labels.empty.clone(), |l| self.labels.name(l));
                 out.push(ClosedWindow {
                     spec,
                     start,

@@ -290,6 +290,17 @@ fn sqlite_outputs(env: &Env) -> String {
     format!("sqlite://{}", env.dir.join("clean-outputs.db").display())
 }
 
+/// Where two lists first differ, as text for an assertion message.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value) -> String {
+    let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else {
+        return format!("{a} against {b}");
+    };
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!("item {i}: crash-free {} against {}", a[i], b[i]),
+        None => format!("{} items crash-free against {}", a.len(), b.len()),
+    }
+}
+
 /// The `<id>-stream` group's lake tables, window messages and business outputs (topics,
 /// lake, SQL in `run_sql`, Redis) equal the clean run's (SQL in `clean_sql`): no loss, no
 /// duplicate.
@@ -328,7 +339,9 @@ fn assert_equal_to_clean_run(env: &Env, raw_rows: usize, clean_sql: &str, run_sq
     for k in ["totals", "top", "segments", "alerts"] {
         assert!(
             a["topics"][k] == b["topics"][k],
-            "topic {k} differs from the crash-free run"
+            "topic {k} differs from the crash-free run: {} (each run's log in {})",
+            first_difference(&a["topics"][k], &b["topics"][k]),
+            env.dir.display()
         );
         assert_eq!(b["topics"][format!("{k}_duplicates")], 0, "{k} duplicates");
     }
@@ -420,10 +433,16 @@ fn kill_9_loop_ends_equal_to_a_crash_free_run() {
             .wrapping_add(1442695040888963407);
         let extra = Duration::from_millis((rng_state >> 33) % 600);
         let before = newest();
+        // Each run's log is kept (debug for the recovery scan) to explain a failure.
+        let log = std::fs::File::create(env.dir.join(format!("crashy-{kills}.log"))).unwrap();
         let mut child = env
             .cmd_with(&crashy, &["stream", "--until-idle"])
+            .env(
+                "JOBS_LOG",
+                "info,jobs::io::kafka=debug,jobs::stream::recover=debug",
+            )
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -455,8 +474,13 @@ fn kill_9_loop_ends_equal_to_a_crash_free_run() {
     );
     let out = env
         .cmd_with(&crashy, &["stream", "--until-idle"])
+        .env(
+            "JOBS_LOG",
+            "info,jobs::io::kafka=debug,jobs::stream::recover=debug",
+        )
         .output()
         .unwrap();
+    std::fs::write(env.dir.join("crashy-final.log"), &out.stderr).unwrap();
     assert!(out.status.success(), "{out:?}");
     // ...so the last run resumed rather than started over.
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -10,8 +10,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import fastavro
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+
+from stream_check import read_all  # tests/py is the script's folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,17 +25,8 @@ def main():
     a = ap.parse_args()
     schema = fastavro.parse_schema(json.loads((ROOT / "data/avro/product.avsc").read_text()))
     parts = list(AdminClient({"bootstrap.servers": a.brokers}).list_topics(a.topic, timeout=10).topics[a.topic].partitions)
-    c = Consumer({"bootstrap.servers": a.brokers, "group.id": "check-export", "enable.partition.eof": True})
-    c.assign([TopicPartition(a.topic, p, -2) for p in parts])
     want = {p: [] for p in parts}
-    eof = set()
-    while len(eof) < len(parts):
-        m = c.poll(10)
-        if m is None:
-            raise SystemExit("timeout")
-        if m.error():
-            eof.add(m.partition())
-            continue
+    for m in read_all(a.brokers, a.topic):
         r = fastavro.schemaless_reader(io.BytesIO(m.value()[5:]), schema)
         want[m.partition()].append({
             "id": r["id"], "name": r["name"], "category": r["category"], "brand": r["brand"],

@@ -94,7 +94,7 @@ def lake_rows(lake):
 
 
 def read_all(brokers, topic):
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
     from confluent_kafka.admin import AdminClient
     parts = list(AdminClient({"bootstrap.servers": brokers}).list_topics(topic, timeout=10).topics[topic].partitions)
     c = Consumer({"bootstrap.servers": brokers, "group.id": "stream-check", "enable.partition.eof": True})
@@ -105,9 +105,17 @@ def read_all(brokers, topic):
         if m is None:
             raise SystemExit(f"timeout reading {topic}")
         if m.error():
-            eof.add(m.partition())
+            # Only the end of a partition ends it: any other event (a request timed out under
+            # load, a connection dropped) taken for an end would cut a partition short.
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+            elif m.error().fatal():
+                raise SystemExit(f"reading {topic}: {m.error()}")
+            else:
+                print(f"reading {topic}: {m.error()} (transient, reading on)", file=sys.stderr)
             continue
         msgs.append(m)
+    c.close()
     return msgs
 
 

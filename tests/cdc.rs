@@ -651,6 +651,117 @@ fn a_binlog_not_in_full_row_format_is_refused_with_the_variable_to_set() {
     captures("scratch-after");
 }
 
+/// Runs `jobs sync --until-idle` on `config`, its log in `<dir>/<name>.log`; killed after
+/// `secs`. Its exit status (None if it had to be killed) and its log.
+fn sync_until_idle(
+    c: &Cdc,
+    config: &std::path::Path,
+    name: &str,
+    secs: u64,
+) -> (Option<std::process::ExitStatus>, String) {
+    let started = Instant::now();
+    let log_path = c.env.dir.join(format!("{name}.log"));
+    let mut sync = c
+        .env
+        .cmd_with(config, &["sync", "--until-idle"])
+        .env("JOBS_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = sync.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(secs) {
+            let _ = sync.kill();
+            let _ = sync.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    (
+        status,
+        std::fs::read_to_string(&log_path).unwrap_or_default(),
+    )
+}
+
+/// A poll of `jobs sync` that holds nothing to apply (only a tombstone and an unreadable
+/// value) is committed and passed, not retried forever: the unreadable value is
+/// dead-lettered, `--until-idle` ends, and changes after it reach Redis and PostgreSQL.
+#[test]
+fn a_poll_with_nothing_to_apply_is_committed_and_sync_goes_on() {
+    let c = Cdc::new("");
+    seed(&c, 5);
+    let cdc = c.spawn(&["cdc"], "cdc");
+    c.wait_log("cdc", "Snapshot done.", 1, 60);
+    stop(cdc);
+    let prefix = format!("{}j", c.env.id);
+    let topic = format!("{prefix}.{}.products", c.db);
+    let j = python(&["tests/py/cdc_check.py", "junk", "--to", &topic]);
+    assert_eq!(j["produced"], 2, "{j}");
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    let text = text
+        .replace(
+            &format!("topic_prefix = \"{}\"", c.env.id),
+            &format!("topic_prefix = \"{prefix}\""),
+        )
+        .replace(
+            &format!("group_id = \"{}-sync\"", c.env.id),
+            &format!("group_id = \"{prefix}-sync\"\ntables = [\"products\"]"),
+        );
+    let config = c.env.dir.join("junk.toml");
+    std::fs::write(&config, text).unwrap();
+    let (status, log) = sync_until_idle(&c, &config, "junk", 60);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "sync --until-idle over a tombstone and an unreadable value did not end within 60 s ({status:?}):\n{log}"
+    );
+    assert!(!log.contains("Sink write failed"), "{log}");
+    let dlq = c.read(&format!("{}_cdc_dlq", c.env.id));
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert!(
+        dlq[0]["reason"].as_str().unwrap().starts_with("sync: ") && dlq[0]["offset"] == 1,
+        "{}",
+        dlq[0]
+    );
+    // Then the snapshot's changes, after the two: applied to both sinks.
+    let a = python(&[
+        "tests/py/cdc_check.py",
+        "append",
+        "--topic",
+        &format!("{}.{}.products", c.env.id, c.db),
+        "--to",
+        &topic,
+        "--group",
+        &format!("{prefix}-append"),
+    ]);
+    assert_eq!(a["appended"], 5, "{a}");
+    let (status, log) = sync_until_idle(&c, &config, "junk2", 60);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{log}");
+    let mut r = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:products:*", c.env.id))
+        .query(&mut r)
+        .unwrap();
+    keys.sort();
+    let want: Vec<String> = (1..=5)
+        .map(|i| format!("{}:products:{i}", c.env.id))
+        .collect();
+    assert_eq!(keys, want, "{log}");
+    let docs: i64 = block_on(async {
+        let db = jobs::io::db::Db::connect(&c.env.db_url).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM cdc.products WHERE NOT deleted")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(docs, 5, "{log}");
+}
+
 /// A restarted `jobs sync` whose group commit lies inside the last record batch of a
 /// partition: Tansu 0.6.0 answers that fetch with nothing, so no later message shows the gap.
 /// The sync steps back from the commit until the batch comes, applies exactly the changes
@@ -693,27 +804,7 @@ fn a_sync_restarted_inside_the_last_record_batch_steps_back_and_applies_exactly_
     let config = c.env.dir.join("tail.toml");
     std::fs::write(&config, text).unwrap();
     let started = Instant::now();
-    let log_path = c.env.dir.join("tail.log");
-    let mut sync = c
-        .env
-        .cmd_with(&config, &["sync", "--until-idle"])
-        .env("JOBS_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let status = loop {
-        if let Some(s) = sync.try_wait().unwrap() {
-            break Some(s);
-        }
-        if started.elapsed() > Duration::from_secs(90) {
-            let _ = sync.kill();
-            let _ = sync.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let (status, log) = sync_until_idle(&c, &config, "tail", 90);
     assert!(
         status.is_some_and(|s| s.success()),
         "sync --until-idle did not finish within 90 s ({status:?}):\n{log}"

@@ -10,6 +10,8 @@
   read:   every value of a topic, as JSON.
   batch:  a topic copied into one record batch of a new one-partition topic, a group
           committed inside it (the restart of `jobs sync` inside the last batch).
+  junk:   a new one-partition topic holding only a tombstone and an unreadable value.
+  append: every message of a topic appended to another, headers and all.
 
 Prints one JSON object.
 """
@@ -247,9 +249,37 @@ def batch(a):
     print(json.dumps({"copied": len(msgs), "committed": at, "high": high, "tail_keys": tail}))
 
 
+def junk(a):
+    """--to created with one partition, holding a tombstone and a value that is not JSON:
+    nothing a sink could apply."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": a.brokers})
+    for f in admin.create_topics([NewTopic(a.to, num_partitions=1, replication_factor=1)]).values():
+        f.result()
+    p = Producer({"bootstrap.servers": a.brokers})
+    p.produce(a.to, key=b'{"id":1}', value=None, partition=0)
+    p.produce(a.to, key=b'{"id":2}', value=b"not json", partition=0)
+    if p.flush(30):
+        raise RuntimeError(f"undelivered messages to {a.to}")
+    print(json.dumps({"produced": 2}))
+
+
+def append(a):
+    """Every message of --topic appended to --to (one partition), headers and all."""
+    from confluent_kafka import Producer
+    msgs = list(messages(a.brokers, a.group + "-src", a.topic))
+    p = Producer({"bootstrap.servers": a.brokers})
+    for m in msgs:
+        p.produce(a.to, key=m.key(), value=m.value(), headers=m.headers(), partition=0)
+    if p.flush(30):
+        raise RuntimeError(f"undelivered messages to {a.to}")
+    print(json.dumps({"appended": len(msgs)}))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["sinks", "topics", "read", "batch"])
+    p.add_argument("mode", choices=["sinks", "topics", "read", "batch", "junk", "append"])
     p.add_argument("--to")
     p.add_argument("--tail", type=int, default=3)
     p.add_argument("--mysql")
@@ -263,7 +293,7 @@ def main():
     p.add_argument("--prefix", default="cdc")
     p.add_argument("--group", default="cdc-check")
     a = p.parse_args()
-    {"sinks": sinks, "topics": topics, "read": read, "batch": batch}[a.mode](a)
+    {"sinks": sinks, "topics": topics, "read": read, "batch": batch, "junk": junk, "append": append}[a.mode](a)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ pub struct Applied {
 /// A document store.
 pub trait DocSink: Send {
     fn name(&self) -> &'static str;
-    /// Applies the newest change of each row (one per row in `changes`).
+    /// Applies the newest change of each row (one per row in `changes`); an empty
+    /// `changes` writes nothing and succeeds.
     fn apply<'a>(
         &'a mut self,
         changes: &'a [Change],
@@ -94,6 +95,10 @@ impl RedisDocs {
     }
 
     async fn write(&mut self, changes: &[Change]) -> Result<Applied> {
+        if changes.is_empty() {
+            // An empty pipeline is an error to Redis ("empty command").
+            return Ok(Applied::default());
+        }
         let mut conn = self.conn().await?;
         let mut pipe = redis::pipe();
         for c in changes {

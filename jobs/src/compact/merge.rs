@@ -23,7 +23,6 @@ pub struct Merged {
 /// then left as it is.
 pub fn merge(inputs: &[(String, Bytes)], target: u64) -> Result<Merged> {
     let err = |path: &str, e: &dyn std::fmt::Display| Error::Parquet(format!("{path}: {e}"));
-    let props = lake::writer_props()?;
     let mut files = Vec::new();
     let mut rows = 0u64;
     let mut schema = None;
@@ -52,7 +51,7 @@ pub fn merge(inputs: &[(String, Bytes)], target: u64) -> Result<Merged> {
             let w = match &mut writer {
                 Some(w) => w,
                 None => writer.insert(
-                    ArrowWriter::try_new(Vec::new(), s.clone(), Some(props.clone()))
+                    ArrowWriter::try_new(Vec::new(), s.clone(), Some(lake::writer_props(&s)?))
                         .map_err(|e| err(path, &e))?,
                 ),
             };

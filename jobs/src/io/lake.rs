@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Schema};
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -13,7 +14,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use super::lock::LakeLock;
 use crate::config::S3Config;
@@ -223,14 +225,24 @@ impl Lake {
     }
 }
 
-/// How every Parquet file of the lake is written: zstd level 3, `created_by` naming `jobs`.
-pub fn writer_props() -> Result<WriterProperties> {
-    Ok(WriterProperties::builder()
+/// How every Parquet file of the lake is written: zstd level 3, `created_by` naming `jobs`;
+/// min/max statistics per column chunk (what DuckDB, polars and Spark prune row groups by),
+/// not per page; dictionaries only for the text columns of `schema`, whose values repeat
+/// (numbers and times go plain and zstd packs them).
+pub fn writer_props(schema: &Schema) -> Result<WriterProperties> {
+    let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).map_err(|e| Error::Parquet(e.to_string()))?,
         ))
-        .set_created_by(format!("jobs {}", env!("CARGO_PKG_VERSION")))
-        .build())
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_dictionary_enabled(false)
+        .set_created_by(format!("jobs {}", env!("CARGO_PKG_VERSION")));
+    for f in schema.fields() {
+        if f.data_type() == &DataType::Utf8 {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), true);
+        }
+    }
+    Ok(b.build())
 }
 
 /// Encodes batches as one zstd-compressed Parquet file.
@@ -239,8 +251,12 @@ pub fn parquet_bytes(batches: &[RecordBatch]) -> Result<Vec<u8>> {
         return Err(Error::Internal("no batches to write".into()));
     };
     let mut buf = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut buf, first.schema(), Some(writer_props()?))
-        .map_err(|e| Error::Parquet(e.to_string()))?;
+    let mut w = ArrowWriter::try_new(
+        &mut buf,
+        first.schema(),
+        Some(writer_props(&first.schema())?),
+    )
+    .map_err(|e| Error::Parquet(e.to_string()))?;
     for b in batches {
         w.write(b).map_err(|e| Error::Parquet(e.to_string()))?;
     }

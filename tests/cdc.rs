@@ -651,6 +651,24 @@ fn a_binlog_not_in_full_row_format_is_refused_with_the_variable_to_set() {
     captures("scratch-after");
 }
 
+/// `c`'s configuration following `prefix`'s topics, the `products` table alone, with the sync
+/// group `group`, written to `<dir>/<name>.toml`.
+fn products_config(c: &Cdc, prefix: &str, group: &str, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(&c.config)
+        .unwrap()
+        .replace(
+            &format!("topic_prefix = \"{}\"", c.env.id),
+            &format!("topic_prefix = \"{prefix}\""),
+        )
+        .replace(
+            &format!("group_id = \"{}-sync\"", c.env.id),
+            &format!("group_id = \"{group}\"\ntables = [\"products\"]"),
+        );
+    let config = c.env.dir.join(format!("{name}.toml"));
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 /// Runs `jobs sync --until-idle` on `config`, its log in `<dir>/<name>.log`; killed after
 /// `secs`. Its exit status (None if it had to be killed) and its log.
 fn sync_until_idle(
@@ -700,18 +718,7 @@ fn a_poll_with_nothing_to_apply_is_committed_and_sync_goes_on() {
     let topic = format!("{prefix}.{}.products", c.db);
     let j = python(&["tests/py/cdc_check.py", "junk", "--to", &topic]);
     assert_eq!(j["produced"], 2, "{j}");
-    let text = std::fs::read_to_string(&c.config).unwrap();
-    let text = text
-        .replace(
-            &format!("topic_prefix = \"{}\"", c.env.id),
-            &format!("topic_prefix = \"{prefix}\""),
-        )
-        .replace(
-            &format!("group_id = \"{}-sync\"", c.env.id),
-            &format!("group_id = \"{prefix}-sync\"\ntables = [\"products\"]"),
-        );
-    let config = c.env.dir.join("junk.toml");
-    std::fs::write(&config, text).unwrap();
+    let config = products_config(&c, &prefix, &format!("{prefix}-sync"), "junk");
     let (status, log) = sync_until_idle(&c, &config, "junk", 60);
     assert!(
         status.is_some_and(|s| s.success()),
@@ -791,18 +798,7 @@ fn a_sync_restarted_inside_the_last_record_batch_steps_back_and_applies_exactly_
     assert_eq!(b["copied"], 120, "{b}");
     assert_eq!(b["committed"], 117, "{b}");
     // The same configuration, following the copy: its prefix, the one table, the group.
-    let text = std::fs::read_to_string(&c.config).unwrap();
-    let text = text
-        .replace(
-            &format!("topic_prefix = \"{}\"", c.env.id),
-            &format!("topic_prefix = \"{copy}\""),
-        )
-        .replace(
-            &format!("group_id = \"{}-sync\"", c.env.id),
-            &format!("group_id = \"{group}\"\ntables = [\"products\"]"),
-        );
-    let config = c.env.dir.join("tail.toml");
-    std::fs::write(&config, text).unwrap();
+    let config = products_config(&c, &copy, &group, "tail");
     let started = Instant::now();
     let (status, log) = sync_until_idle(&c, &config, "tail", 90);
     assert!(

@@ -651,6 +651,20 @@ fn a_binlog_not_in_full_row_format_is_refused_with_the_variable_to_set() {
     captures("scratch-after");
 }
 
+/// The Redis keys of `c`'s `products` documents, sorted.
+fn product_keys(c: &Cdc) -> Vec<String> {
+    let mut r = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:products:*", c.env.id))
+        .query(&mut r)
+        .unwrap();
+    keys.sort();
+    keys
+}
+
 /// `c`'s configuration following `prefix`'s topics, the `products` table alone, with the sync
 /// group `group`, written to `<dir>/<name>.toml`.
 fn products_config(c: &Cdc, prefix: &str, group: &str, name: &str) -> PathBuf {
@@ -746,15 +760,7 @@ fn a_poll_with_nothing_to_apply_is_committed_and_sync_goes_on() {
     assert_eq!(a["appended"], 5, "{a}");
     let (status, log) = sync_until_idle(&c, &config, "junk2", 60);
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{log}");
-    let mut r = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:products:*", c.env.id))
-        .query(&mut r)
-        .unwrap();
-    keys.sort();
+    let keys = product_keys(&c);
     let want: Vec<String> = (1..=5)
         .map(|i| format!("{}:products:{i}", c.env.id))
         .collect();
@@ -812,15 +818,7 @@ fn a_sync_restarted_inside_the_last_record_batch_steps_back_and_applies_exactly_
         "{log}"
     );
     // Exactly the three changes after the commit are in Redis, nothing before it.
-    let mut r = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:products:*", c.env.id))
-        .query(&mut r)
-        .unwrap();
-    keys.sort();
+    let keys = product_keys(&c);
     let mut want: Vec<String> = b["tail_keys"]
         .as_array()
         .unwrap()
